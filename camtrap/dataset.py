@@ -1,0 +1,287 @@
+"""Reader for the Hakuna Ma-data data layout (training and test parts) and the season-based split.
+
+Training part: ``train_metadata.csv`` (``seq_id, file_name, datetime``; one row per image) and
+``train_labels.csv`` (``seq_id`` + the 54 0/1 columns; several may be 1).  Images live under per-season
+folders, ``<root>/SnapshotSerengeti_S01_v2_0/S1/B04/B04_R1/S1_B04_R1_PICT0003.JPG``, or flat under the root.
+
+Test part: ``<data>/test_metadata.csv`` and ``<data>/submission_format.csv``; images at ``<data>/<file_name>``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from camtrap.fileio import DataError
+from camtrap.labels import COLUMNS, check_columns
+
+__all__ = [
+    "ImageLayout",
+    "SequenceSet",
+    "read_metadata",
+    "check_metadata",
+    "read_labels",
+    "read_train",
+    "read_test",
+    "season_split",
+    "season_folder",
+]
+
+log = logging.getLogger(__name__)
+
+METADATA_COLUMNS = ("seq_id", "file_name", "datetime")
+_SEASON_RE = r"^SER_S(\d+)#"
+_FRAME_RE = r"(\d+)(?:\.[^./\\]*)?$"
+
+
+class ImageLayout(enum.Enum):
+    """Where a part's images are, relative to its image root."""
+
+    FLAT = "flat"  # <root>/<file_name>  (the test part, LILA's unzipped tree)
+    SEASON_FOLDERS = "season-folders"  # <root>/SnapshotSerengeti_S01_v2_0/<file_name>  (competition training)
+
+
+def season_folder(season: int) -> str:
+    """The competition's per-season image folder name, e.g. ``SnapshotSerengeti_S01_v2_0``."""
+    return f"SnapshotSerengeti_S{season:02d}_v2_0"
+
+
+@dataclass(frozen=True)
+class SequenceSet:
+    """Frames (and, for training data, labels) of one dataset part.
+
+    Attributes:
+        frames: one row per image, columns ``seq_id, file_name, datetime, season, frame``, sorted by sequence
+            then frame number.  ``season`` is <NA> where the seq_id carries none.
+        labels: index ``seq_id``, the 54 columns as int8; None for an unlabelled (test) part.
+        image_root: folder the ``file_name``s are relative to.
+        layout: how ``file_name`` maps to a path under ``image_root``.
+    """
+
+    frames: pd.DataFrame
+    labels: pd.DataFrame | None
+    image_root: Path
+    layout: ImageLayout = ImageLayout.FLAT
+
+    @property
+    def seq_ids(self) -> pd.Index:
+        """Sequence ids: the label order for labelled parts, first-appearance order otherwise."""
+        if self.labels is not None:
+            return self.labels.index
+        return pd.Index(self.frames["seq_id"].unique(), name="seq_id")
+
+    def image_path(self, file_name: str, season: int | None = None) -> Path:
+        """Absolute path of one image."""
+        if self.layout is ImageLayout.SEASON_FOLDERS:
+            if season is None:
+                raise ValueError(f"season needed to place {file_name!r} under a season folder")
+            return self.image_root / season_folder(int(season)) / file_name
+        return self.image_root / file_name
+
+    def image_paths(self) -> list[Path]:
+        """Paths of every frame, in ``frames`` order."""
+        seasons = self.frames["season"].tolist()
+        return [self.image_path(f, s) for f, s in zip(self.frames["file_name"].tolist(), seasons)]
+
+    def subset(self, seq_ids: pd.Index | list[str]) -> SequenceSet:
+        """The same part restricted to ``seq_ids`` (order kept from this set)."""
+        keep = set(seq_ids)
+        frames = self.frames[self.frames["seq_id"].isin(keep)].reset_index(drop=True)
+        labels = None if self.labels is None else self.labels[self.labels.index.isin(keep)]
+        return SequenceSet(frames, labels, self.image_root, self.layout)
+
+    def summary(self) -> dict[str, object]:
+        """Counts for humans: sequences, images, seasons, frames per sequence, label frequencies."""
+        per_seq = self.frames.groupby("seq_id", sort=False).size()
+        out: dict[str, object] = {
+            "sequences": int(self.frames["seq_id"].nunique()),
+            "images": int(len(self.frames)),
+            "seasons": sorted(int(s) for s in self.frames["season"].dropna().unique()),
+            "frames_per_sequence": {int(k): int(v) for k, v in per_seq.value_counts().sort_index().items()},
+        }
+        if self.labels is not None:
+            counts = self.labels.sum(axis=0)
+            out["label_counts"] = {c: int(n) for c, n in counts[counts > 0].sort_values(ascending=False).items()}
+            out["empty_fraction"] = float(self.labels["empty"].mean()) if len(self.labels) else 0.0
+            out["multi_species_sequences"] = int(((self.labels.drop(columns="empty").sum(axis=1)) > 1).sum())
+        return out
+
+
+def _first_bad(mask: pd.Series | np.ndarray) -> int:
+    """Position of the first True in a boolean mask."""
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def read_metadata(path: str | os.PathLike[str], *, require_season: bool = False) -> pd.DataFrame:
+    """Read a ``*_metadata.csv`` (one row per image) into the frames table of :class:`SequenceSet`.
+
+    Raises:
+        DataError: a missing column, an empty ``seq_id`` or ``file_name``, a repeated image, or (with
+            ``require_season``) a ``seq_id`` without a season, naming the file and line.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, engine="c")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(path, f"cannot read CSV: {exc}") from exc
+    return check_metadata(df, path, require_season=require_season)
+
+
+def check_metadata(df: pd.DataFrame, source: Path, *, require_season: bool = False,
+                   row_name: str | None = None) -> pd.DataFrame:
+    """Validate and order an image table (columns ``seq_id, file_name[, datetime]``, str values).
+
+    Errors name ``source`` and the CSV line (row + 2), or ``row_name[i]`` when the table came from JSON.
+    """
+
+    def bad(i: int, message: str) -> DataError:
+        if row_name is None:
+            return DataError(source, message, line=i + 2)
+        return DataError(source, f"{row_name}[{i}]: {message}")
+
+    for col in ("seq_id", "file_name"):
+        if col not in df.columns:
+            raise DataError(source, f"missing column {col!r} (has {list(df.columns)})", line=1)
+        blank = df[col].astype(str).str.strip() == ""
+        if blank.any():
+            raise bad(_first_bad(blank), f"empty {col}")
+    df = df.assign(datetime=df["datetime"] if "datetime" in df.columns else "")[list(METADATA_COLUMNS)]
+    dup = df.duplicated(["seq_id", "file_name"])
+    if dup.any():
+        i = _first_bad(dup)
+        raise bad(i, f"image {df['file_name'].iat[i]!r} listed twice for {df['seq_id'].iat[i]!r}")
+    df["season"] = _seasons(df["seq_id"])
+    if require_season and df["season"].isna().any():
+        i = _first_bad(df["season"].isna())
+        raise bad(i, f"seq_id {df['seq_id'].iat[i]!r} has no season (expected 'SER_S<n>#...')")
+    frame = df["file_name"].str.extract(_FRAME_RE, expand=False)
+    df["frame"] = pd.to_numeric(frame, errors="coerce").fillna(0).astype(np.int64)
+    # Stable sort keeps the file's sequence order while ordering each sequence's frames.
+    order = pd.Categorical(df["seq_id"], categories=df["seq_id"].unique())
+    df = df.assign(_o=order.codes).sort_values(["_o", "frame", "file_name"], kind="stable")
+    return df.drop(columns="_o").reset_index(drop=True)
+
+
+def _seasons(seq_ids: pd.Series) -> pd.Series:
+    """Season number of each seq_id (``SER_S10#B03#1#4`` -> 10), <NA> where there is none."""
+    uniq = pd.Series(seq_ids.unique())
+    seasons = pd.to_numeric(uniq.str.extract(_SEASON_RE, expand=False), errors="coerce").astype("Int16")
+    return seq_ids.map(pd.Series(seasons.to_numpy(), index=uniq.to_numpy())).astype("Int16")
+
+
+def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a labels CSV (``seq_id`` + 54 0/1 columns, in any order) into a seq_id-indexed int8 frame.
+
+    Raises:
+        DataError: missing or unknown columns, a repeated ``seq_id``, a value other than 0/1, or a row with
+            no class set, naming the file and line.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype={"seq_id": str}, engine="c")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(path, f"cannot read CSV: {exc}") from exc
+    if "seq_id" not in df.columns:
+        raise DataError(path, f"missing column 'seq_id' (has {list(df.columns)[:5]}...)", line=1)
+    classes = [c for c in df.columns if c != "seq_id"]
+    unknown = [c for c in classes if c not in COLUMNS]
+    if unknown:
+        raise DataError(path, f"unknown class column(s) {unknown}", line=1)
+    missing = [c for c in COLUMNS if c not in classes]
+    if missing:
+        raise DataError(path, f"missing class column(s) {missing}", line=1)
+    dup = df["seq_id"].duplicated(keep="first")
+    if dup.any():
+        i = _first_bad(dup)
+        first = _first_bad(df["seq_id"] == df["seq_id"].iat[i])
+        raise DataError(path, f"duplicate seq_id {df['seq_id'].iat[i]!r} (first on line {first + 2})", i + 2)
+    values = df[list(COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    bad = ~values.isin([0, 1])
+    if bad.to_numpy().any():
+        i = _first_bad(bad.any(axis=1))
+        col = bad.columns[_first_bad(bad.iloc[i])]
+        raise DataError(path, f"{col}={df[col].iat[i]!r} for {df['seq_id'].iat[i]!r}; labels must be 0 or 1", i + 2)
+    none = values.sum(axis=1) == 0
+    if none.any():
+        i = _first_bad(none)
+        raise DataError(path, f"seq_id {df['seq_id'].iat[i]!r} has no class set (use empty=1)", i + 2)
+    labels = values.astype(np.int8)
+    labels.index = pd.Index(df["seq_id"], name="seq_id")
+    check_columns(labels.columns, source=str(path))
+    return labels
+
+
+def _join(frames: pd.DataFrame, labels: pd.DataFrame, labels_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check labels against frames: every label row needs images; unlabelled sequences are dropped."""
+    has_images = labels.index.isin(frames["seq_id"].unique())
+    if not has_images.all():
+        i = _first_bad(~has_images)
+        raise DataError(labels_path, f"seq_id {labels.index[i]!r} has a label row but no images", i + 2)
+    labelled = frames["seq_id"].isin(labels.index)
+    if not labelled.all():
+        n = frames.loc[~labelled, "seq_id"].nunique()
+        log.warning("%d sequence(s) have images but no label row; they are left out", n)
+        frames = frames[labelled].reset_index(drop=True)
+    return frames, labels
+
+
+def read_train(
+    metadata_csv: str | os.PathLike[str],
+    labels_csv: str | os.PathLike[str],
+    image_root: str | os.PathLike[str],
+    layout: ImageLayout = ImageLayout.SEASON_FOLDERS,
+) -> SequenceSet:
+    """Read the training part: metadata + labels, checked against each other."""
+    frames = read_metadata(metadata_csv, require_season=layout is ImageLayout.SEASON_FOLDERS)
+    labels = read_labels(labels_csv)
+    frames, labels = _join(frames, labels, Path(labels_csv))
+    return SequenceSet(frames, labels, Path(image_root), layout)
+
+
+def read_test(data_dir: str | os.PathLike[str]) -> tuple[SequenceSet, pd.DataFrame]:
+    """Read the test part (``test_metadata.csv`` + ``submission_format.csv`` under ``data_dir``).
+
+    Returns the frames (images at ``data_dir/<file_name>``) and the submission format, indexed by seq_id.
+    A sequence in the format with no image row still gets a submission row later (class priors).
+    """
+    data_dir = Path(data_dir)
+    frames = read_metadata(data_dir / "test_metadata.csv")
+    fmt_path = data_dir / "submission_format.csv"
+    try:
+        fmt = pd.read_csv(fmt_path, dtype={"seq_id": str}, index_col="seq_id")
+    except (OSError, ValueError) as exc:
+        raise DataError(fmt_path, f"cannot read submission format: {exc}") from exc
+    try:
+        check_columns(fmt.columns, source=str(fmt_path))
+    except ValueError as exc:
+        raise DataError(fmt_path, str(exc).split(": ", 1)[1], line=1) from exc
+    dup = fmt.index.duplicated()
+    if dup.any():
+        i = _first_bad(dup)
+        raise DataError(fmt_path, f"duplicate seq_id {fmt.index[i]!r}", i + 2)
+    return SequenceSet(frames, None, data_dir, ImageLayout.FLAT), fmt
+
+
+def season_split(data: SequenceSet, val_seasons: list[int] | None = None) -> tuple[SequenceSet, SequenceSet]:
+    """Split by season: ``val_seasons`` (default: the latest season) against all the others.
+
+    The test seasons of the competition are unseen, so validating on whole seasons measures what matters.
+    """
+    seasons = sorted(int(s) for s in data.frames["season"].dropna().unique())
+    if not seasons:
+        raise ValueError("no seasons in the data; cannot split by season")
+    val = set(val_seasons or seasons[-1:])
+    if unknown := val - set(seasons):
+        raise ValueError(f"validation season(s) {sorted(unknown)} not in the data (has {seasons})")
+    if val >= set(seasons):
+        raise ValueError(f"validation seasons {sorted(val)} leave nothing to train on")
+    is_val = data.frames["season"].isin(val).to_numpy()
+    val_ids = data.frames.loc[is_val, "seq_id"].unique()
+    train_ids = data.frames.loc[~is_val, "seq_id"].unique()
+    return data.subset(list(train_ids)), data.subset(list(val_ids))

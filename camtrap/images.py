@@ -1,0 +1,120 @@
+"""Loading camera-trap images so that a bad file is a recorded failure, never the end of a run.
+
+``load_image`` handles missing, zero-byte, truncated and non-image files (a failure with a reason), and
+CMYK, grayscale, palette, RGBA, 16-bit and EXIF-rotated images (converted to upright 8-bit RGB).  JPEGs
+can be decoded at reduced size (DCT scaling) when the caller needs fewer pixels than the file holds.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["Failure", "LoadedImage", "load_image"]
+
+log = logging.getLogger(__name__)
+_EXIF_DATETIME_ORIGINAL = 0x9003
+
+
+class Failure(str, enum.Enum):
+    """Why an image could not be used (the value is what results files record)."""
+
+    MISSING = "missing file"
+    EMPTY = "zero-byte file"
+    NOT_AN_IMAGE = "not an image"
+    TRUNCATED = "truncated or corrupt image"
+    UNSUPPORTED = "unsupported image format"
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An upright 8-bit RGB image (``pixels``, H x W x 3) or a failure.
+
+    ``width``/``height`` are the full upright size even when ``pixels`` was decoded at reduced size, so
+    normalised boxes from either agree.
+    """
+
+    path: Path
+    pixels: np.ndarray | None
+    width: int
+    height: int
+    failure: Failure | None = None
+    detail: str = ""
+    datetime: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: CMYK via PIL's conversion, 16-bit scaled down, alpha dropped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        return Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return img.convert("RGBA").convert("RGB")
+    return img.convert("RGB")
+
+
+def _exif_datetime(img: Image.Image) -> str | None:
+    try:
+        exif = img.getexif()
+        value = exif.get_ifd(ExifTags.IFD.Exif).get(_EXIF_DATETIME_ORIGINAL) or exif.get(0x0132)
+    except Exception:  # noqa: BLE001 - EXIF blocks are often malformed; the date is optional
+        return None
+    return str(value).strip() if value else None
+
+
+def _fail(path: Path, failure: Failure, detail: str = "") -> LoadedImage:
+    log.debug("cannot load %s: %s %s", path, failure.value, detail)
+    return LoadedImage(path, None, 0, 0, failure, detail)
+
+
+def load_image(path: str | os.PathLike[str], *, max_side: int | None = None, read_datetime: bool = False) -> LoadedImage:
+    """Load ``path`` as upright RGB; never raises for a bad file.
+
+    Args:
+        path: image file.
+        max_side: if given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as its longer side stays
+            at least this large (faster; the caller resizes further).
+        read_datetime: also read EXIF DateTimeOriginal.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return _fail(path, Failure.EMPTY)
+    except FileNotFoundError:
+        return _fail(path, Failure.MISSING)
+    except OSError as exc:
+        return _fail(path, Failure.MISSING, str(exc))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                stamp = _exif_datetime(img) if read_datetime else None
+                orientation = img.getexif().get(0x0112, 1)
+                full_w, full_h = img.size if orientation < 5 else img.size[::-1]
+                ratio = max_side / max(img.size) if max_side else 1.0
+                if ratio < 1.0 and img.format == "JPEG":
+                    img.draft(None, (math.ceil(img.size[0] * ratio), math.ceil(img.size[1] * ratio)))
+                img.load()
+                upright = ImageOps.exif_transpose(img) or img
+                pixels = np.asarray(_to_rgb(upright))
+    except UnidentifiedImageError as exc:
+        return _fail(path, Failure.NOT_AN_IMAGE, str(exc))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        kind = Failure.TRUNCATED if "truncat" in str(exc).lower() or isinstance(exc, OSError) else Failure.UNSUPPORTED
+        return _fail(path, kind, str(exc))
+    return LoadedImage(path, np.ascontiguousarray(pixels), int(full_w), int(full_h), None, "", stamp)

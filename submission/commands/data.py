@@ -1,0 +1,104 @@
+"""Data subcommands: ``synth`` (make a synthetic dataset), ``summary`` (inspect a dataset), ``score``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from camtrap.dataset import ImageLayout, SequenceSet, read_labels, read_test, read_train
+from camtrap.metric import per_class_log_loss, read_submission
+from camtrap.synth import SynthConfig, generate
+from submission.commands import UsageError
+
+__all__ = ["register", "parse_size", "synthesize", "read_synth_dataset"]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x384"`` -> (512, 384)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x384, got {text!r}") from None
+    return w, h
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``synth``, ``summary`` and ``score`` to the ``hakuna`` parser."""
+    p = sub.add_parser("synth", help="write a synthetic camera-trap dataset in the competition layout")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--sequences", type=int, default=200, help="number of sequences (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=parse_size, default=(2048, 1536), help="frame size WxH (default 2048x1536)")
+    p.add_argument("--train-seasons", type=int, default=4, help="seasons 1..N for training, N+1 is the test season")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="rendering processes")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_synth)
+
+    p = sub.add_parser("summary", help="read a dataset (competition layout) and print what it holds")
+    p.add_argument("--data", required=True, type=Path, help="a folder with train/ and/or test/data/ as `synth` writes")
+    p.add_argument("--layout", choices=[x.value for x in ImageLayout], default=ImageLayout.SEASON_FOLDERS.value,
+                   help="where training images are under train/")
+    p.set_defaults(handler=_summary)
+
+    p = sub.add_parser("score", help="score a submission against labels (mean binary log loss over 54 columns)")
+    p.add_argument("submission", type=Path)
+    p.add_argument("labels", type=Path)
+    p.add_argument("--per-class", action="store_true", help="also print each column's log loss")
+    p.set_defaults(handler=_score)
+
+
+def synthesize(cfg: SynthConfig, out: Path, *, workers: int, progress: bool = True):
+    """Generate with a tqdm bar; returns :class:`camtrap.synth.SynthOutput`."""
+    with tqdm(total=cfg.sequences, desc="synth", unit="seq", disable=not progress) as bar:
+        return generate(cfg, out, workers=workers, progress=bar.update)
+
+
+def read_synth_dataset(root: Path, layout: ImageLayout = ImageLayout.SEASON_FOLDERS) -> dict[str, SequenceSet]:
+    """The parts found under ``root``: ``train`` (labelled), ``test`` (unlabelled, with its format)."""
+    parts: dict[str, SequenceSet] = {}
+    if (root / "train" / "train_metadata.csv").exists():
+        parts["train"] = read_train(root / "train" / "train_metadata.csv", root / "train" / "train_labels.csv",
+                                    root / "train", layout)  # fmt: skip
+    if (root / "test" / "data" / "test_metadata.csv").exists():
+        test, _ = read_test(root / "test" / "data")
+        if (root / "test" / "test_labels.csv").exists():
+            test = SequenceSet(test.frames, read_labels(root / "test" / "test_labels.csv"), test.image_root)
+        parts["test"] = test
+    if not parts:
+        raise UsageError(f"{root}: no train/train_metadata.csv nor test/data/test_metadata.csv")
+    return parts
+
+
+def _print_summary(parts: dict[str, SequenceSet]) -> None:
+    for name, part in parts.items():
+        print(f"[{name}]")
+        for key, value in part.summary().items():
+            print(f"  {key}: {json.dumps(value)}")
+
+
+def _synth(args: argparse.Namespace) -> int:
+    if args.sequences < 1:
+        raise UsageError("--sequences must be at least 1")
+    cfg = SynthConfig(sequences=args.sequences, seed=args.seed, size=args.size, train_seasons=args.train_seasons)
+    out = synthesize(cfg, args.out, workers=args.workers, progress=not args.no_progress)
+    _print_summary(read_synth_dataset(out.root))
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    _print_summary(read_synth_dataset(args.data, ImageLayout(args.layout)))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    labels = read_submission(args.labels)
+    losses = per_class_log_loss(read_submission(args.submission), labels)
+    if args.per_class:
+        for name, value in losses.items():
+            print(f"{name:16s} {value:.6f}")
+    print(f"{losses.mean():.10f}")
+    return 0
