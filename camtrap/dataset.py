@@ -26,6 +26,8 @@ __all__ = [
     "SequenceSet",
     "read_metadata",
     "check_metadata",
+    "frame_number",
+    "season_of",
     "read_labels",
     "read_train",
     "read_test",
@@ -36,8 +38,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = ("seq_id", "file_name", "datetime")
-_SEASON_RE = r"^SER_S(\d+)#"
-_FRAME_RE = r"(\d+)(?:\.[^./\\]*)?$"
 
 
 class ImageLayout(enum.Enum):
@@ -148,31 +148,41 @@ def check_metadata(df: pd.DataFrame, source: Path, *, require_season: bool = Fal
     for col in ("seq_id", "file_name"):
         if col not in df.columns:
             raise DataError(source, f"missing column {col!r} (has {list(df.columns)})", line=1)
-        blank = df[col].astype(str).str.strip() == ""
+        blank = df[col].astype(str).str.len() == 0
         if blank.any():
             raise bad(_first_bad(blank), f"empty {col}")
     df = df.assign(datetime=df["datetime"] if "datetime" in df.columns else "")[list(METADATA_COLUMNS)]
-    dup = df.duplicated(["seq_id", "file_name"])
+    dup = df["file_name"].duplicated()
     if dup.any():
         i = _first_bad(dup)
-        raise bad(i, f"image {df['file_name'].iat[i]!r} listed twice for {df['seq_id'].iat[i]!r}")
-    df["season"] = _seasons(df["seq_id"])
+        first = _first_bad(df["file_name"] == df["file_name"].iat[i])
+        raise bad(i, f"image {df['file_name'].iat[i]!r} listed twice (first for {df['seq_id'].iat[first]!r})")
+    codes, uniques = pd.factorize(df["seq_id"])
+    df["season"] = pd.array([season_of(u) for u in uniques], dtype="Int16")[codes]
     if require_season and df["season"].isna().any():
         i = _first_bad(df["season"].isna())
         raise bad(i, f"seq_id {df['seq_id'].iat[i]!r} has no season (expected 'SER_S<n>#...')")
-    frame = df["file_name"].str.extract(_FRAME_RE, expand=False)
-    df["frame"] = pd.to_numeric(frame, errors="coerce").fillna(0).astype(np.int64)
+    df["frame"] = np.fromiter((frame_number(f) for f in df["file_name"].tolist()), np.int64, len(df))
     # Stable sort keeps the file's sequence order while ordering each sequence's frames.
-    order = pd.Categorical(df["seq_id"], categories=df["seq_id"].unique())
-    df = df.assign(_o=order.codes).sort_values(["_o", "frame", "file_name"], kind="stable")
+    df = df.assign(_o=codes).sort_values(["_o", "frame"], kind="stable")
     return df.drop(columns="_o").reset_index(drop=True)
 
 
-def _seasons(seq_ids: pd.Series) -> pd.Series:
-    """Season number of each seq_id (``SER_S10#B03#1#4`` -> 10), <NA> where there is none."""
-    uniq = pd.Series(seq_ids.unique())
-    seasons = pd.to_numeric(uniq.str.extract(_SEASON_RE, expand=False), errors="coerce").astype("Int16")
-    return seq_ids.map(pd.Series(seasons.to_numpy(), index=uniq.to_numpy())).astype("Int16")
+def frame_number(file_name: str) -> int:
+    """Trailing digits of a file name's stem (``S1_B04_R1_PICT0003.JPG`` -> 3); 0 when there are none."""
+    dot = file_name.rfind(".")
+    stem = file_name[:dot] if dot > max(file_name.rfind("/"), file_name.rfind("\\")) else file_name
+    digits = len(stem) - len(stem.rstrip("0123456789"))
+    return int(stem[len(stem) - digits :]) if digits else 0
+
+
+def season_of(seq_id: str) -> int | None:
+    """Season number of a seq_id (``SER_S10#B03#1#4`` -> 10); None when it carries none."""
+    if not seq_id.startswith("SER_S"):
+        return None
+    end = seq_id.find("#", 5)
+    digits = seq_id[5:end] if end > 5 else ""
+    return int(digits) if digits.isdigit() else None
 
 
 def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -183,10 +193,14 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
             no class set, naming the file and line.
     """
     path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype={"seq_id": str}, engine="c")
+    try:  # fast path: every class column parses as a small integer
+        df = pd.read_csv(path, dtype={"seq_id": str, **{c: np.int8 for c in COLUMNS}}, engine="c")
+    except (ValueError, OverflowError):
+        df = None
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(path, f"cannot read CSV: {exc}") from exc
+    if df is None:  # slow path, to find and name the bad value
+        df = pd.read_csv(path, dtype={"seq_id": str}, engine="c")
     if "seq_id" not in df.columns:
         raise DataError(path, f"missing column 'seq_id' (has {list(df.columns)[:5]}...)", line=1)
     classes = [c for c in df.columns if c != "seq_id"]
@@ -201,12 +215,15 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
         i = _first_bad(dup)
         first = _first_bad(df["seq_id"] == df["seq_id"].iat[i])
         raise DataError(path, f"duplicate seq_id {df['seq_id'].iat[i]!r} (first on line {first + 2})", i + 2)
-    values = df[list(COLUMNS)].apply(pd.to_numeric, errors="coerce")
-    bad = ~values.isin([0, 1])
+    values = df[list(COLUMNS)]
+    if not all(pd.api.types.is_integer_dtype(t) for t in values.dtypes):
+        values = values.apply(pd.to_numeric, errors="coerce")
+    bad = (values != 0) & (values != 1)
     if bad.to_numpy().any():
         i = _first_bad(bad.any(axis=1))
         col = bad.columns[_first_bad(bad.iloc[i])]
-        raise DataError(path, f"{col}={df[col].iat[i]!r} for {df['seq_id'].iat[i]!r}; labels must be 0 or 1", i + 2)
+        value, seq = str(df[col].iat[i]), df["seq_id"].iat[i]
+        raise DataError(path, f"{col}={value!r} for {seq!r}; labels must be 0 or 1", i + 2)
     none = values.sum(axis=1) == 0
     if none.any():
         i = _first_bad(none)

@@ -82,7 +82,9 @@ def _fail(path: Path, failure: Failure, detail: str = "") -> LoadedImage:
     return LoadedImage(path, None, 0, 0, failure, detail)
 
 
-def load_image(path: str | os.PathLike[str], *, max_side: int | None = None, read_datetime: bool = False) -> LoadedImage:
+def load_image(
+    path: str | os.PathLike[str], *, max_side: int | None = None, read_datetime: bool = False
+) -> LoadedImage:
     """Load ``path`` as upright RGB; never raises for a bad file.
 
     Args:

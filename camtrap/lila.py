@@ -21,7 +21,7 @@ import pandas as pd
 
 from camtrap.dataset import SequenceSet, check_metadata
 from camtrap.fileio import DataError
-from camtrap.labels import COLUMNS, EMPTY, UnknownCategoryError, column_for_lila
+from camtrap.labels import COLUMNS, EMPTY, column_for_lila
 
 __all__ = ["read_lila_sequences", "read_lila_boxes", "BOX_COLUMNS"]
 
@@ -77,10 +77,7 @@ def read_lila_sequences(json_path: str | os.PathLike[str], image_root: str | os.
     """
     path = Path(json_path)
     data = _load(path)
-    try:
-        columns = _category_columns(path, data["categories"])
-    except UnknownCategoryError as exc:
-        raise DataError(path, str(exc)) from exc
+    columns = _category_columns(path, data["categories"])
     frames = _images_table(path, data["images"])
     labels = np.zeros((0, len(COLUMNS)), np.int8)
     seq_index: dict[str, int] = {}

@@ -81,7 +81,7 @@ def validate_submission(sub: pd.DataFrame, expected_seq_ids: pd.Index, *, source
         j = int(np.flatnonzero((values[i] < 0) | (values[i] > 1))[0])
         raise SubmissionError(
             f"{source}: values outside [0, 1] in {int(out.sum())} row(s), "
-            f"e.g. {sub.index[i]!r} {COLUMNS[j]}={values[i, j]!r}"
+            f"e.g. {sub.index[i]!r} {COLUMNS[j]}={float(values[i, j])!r}"
         )
 
 

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from camtrap.fileio import DataError
 from camtrap.metric import SubmissionError
-from submission.commands import UsageError, data
+from submission.commands import UsageError, data, demo
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = (data,)
+COMMAND_MODULES = (data, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -173,10 +173,11 @@ def _texture(canvas: np.ndarray, body_mask: np.ndarray, look: SpeciesLook, lengt
             cv2.circle(layer, (int(x), int(y)), r, col, -1)
     elif look.texture is Texture.PATCHES:
         layer[:] = col
+        net = max(1, int(unit * 0.25))
         for x in np.arange(0, w, unit * 1.6):
-            cv2.line(layer, (int(x), 0), (int(x + rng.uniform(-unit, unit)), h), look.body_bgr, max(1, int(unit * 0.25)))
+            cv2.line(layer, (int(x), 0), (int(x + rng.uniform(-unit, unit)), h), look.body_bgr, net)
         for y in np.arange(0, h, unit * 1.6):
-            cv2.line(layer, (0, int(y)), (w, int(y + rng.uniform(-unit, unit))), look.body_bgr, max(1, int(unit * 0.25)))
+            cv2.line(layer, (0, int(y)), (w, int(y + rng.uniform(-unit, unit))), look.body_bgr, net)
     elif look.texture is Texture.FLANK_STRIPE:
         ys = np.flatnonzero(body_mask.any(axis=1))
         if len(ys):
@@ -222,7 +223,8 @@ def _draw_local(look: SpeciesLook, length: float, facing: int, phase: float,
     hc, haxes = parts["head"]
     for target, value in ((mask, 255), (colour, look.body_bgr)):
         cv2.ellipse(target, _pt(hc, ox, oy), (max(1, int(haxes[0])), max(1, int(haxes[1]))), 0, 0, 360, value, -1)
-        cv2.line(target, _pt(parts["tail"][0], ox, oy), _pt(parts["tail"][1], ox, oy), value, max(1, parts["leg_w"] // 2))
+        tail = parts["tail"]
+        cv2.line(target, _pt(tail[0], ox, oy), _pt(tail[1], ox, oy), value, max(1, parts["leg_w"] // 2))
         if parts["trunk"] is not None:
             cv2.line(target, _pt(parts["trunk"][0], ox, oy), _pt(parts["trunk"][1], ox, oy), value, parts["neck_w"])
     shade = np.linspace(1.15, 0.8, h, dtype=np.float32)[:, None, None]

@@ -14,7 +14,7 @@ from camtrap.metric import per_class_log_loss, read_submission
 from camtrap.synth import SynthConfig, generate
 from submission.commands import UsageError
 
-__all__ = ["register", "parse_size", "synthesize", "read_synth_dataset"]
+__all__ = ["register", "parse_size", "synthesize", "read_synth_dataset", "print_summary"]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -73,7 +73,7 @@ def read_synth_dataset(root: Path, layout: ImageLayout = ImageLayout.SEASON_FOLD
     return parts
 
 
-def _print_summary(parts: dict[str, SequenceSet]) -> None:
+def print_summary(parts: dict[str, SequenceSet]) -> None:
     for name, part in parts.items():
         print(f"[{name}]")
         for key, value in part.summary().items():
@@ -85,12 +85,12 @@ def _synth(args: argparse.Namespace) -> int:
         raise UsageError("--sequences must be at least 1")
     cfg = SynthConfig(sequences=args.sequences, seed=args.seed, size=args.size, train_seasons=args.train_seasons)
     out = synthesize(cfg, args.out, workers=args.workers, progress=not args.no_progress)
-    _print_summary(read_synth_dataset(out.root))
+    print_summary(read_synth_dataset(out.root))
     return 0
 
 
 def _summary(args: argparse.Namespace) -> int:
-    _print_summary(read_synth_dataset(args.data, ImageLayout(args.layout)))
+    print_summary(read_synth_dataset(args.data, ImageLayout(args.layout)))
     return 0
 
 
