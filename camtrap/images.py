@@ -114,9 +114,14 @@ def load_image(
                 img.load()
                 upright = ImageOps.exif_transpose(img) or img
                 pixels = np.asarray(_to_rgb(upright))
-    except UnidentifiedImageError as exc:
+    except (UnidentifiedImageError, ImportError) as exc:
+        # ImportError: a library that patches PIL.Image.open (ultralytics does) tried an optional decoder plugin
+        # for a file PIL could not identify.
         return _fail(path, Failure.NOT_AN_IMAGE, str(exc))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         kind = Failure.TRUNCATED if "truncat" in str(exc).lower() or isinstance(exc, OSError) else Failure.UNSUPPORTED
         return _fail(path, kind, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the contract: a bad file is a failure record, never an exception
+        log.warning("unexpected error decoding %s: %r", path, exc)
+        return _fail(path, Failure.UNSUPPORTED, repr(exc))
     return LoadedImage(path, np.ascontiguousarray(pixels), int(full_w), int(full_h), None, "", stamp)

@@ -105,7 +105,8 @@ def postprocess(raw: np.ndarray, items: list[Letterboxed], spec: DetectorSpec,
         for k in keep:
             x0, y0, x1, y1 = np.clip(xyxy[k] / item.scale / np.array([dw, dh, dw, dh]), 0.0, 1.0)
             category = DetectionCategory[spec.classes[int(classes[sel][k])].upper()]
-            dets.append(Detection(category, float(scores[sel][k]), (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
+            box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+            dets.append(Detection(category, float(scores[sel][k]), box))
         out.append(tuple(dets))
     return out
 

@@ -22,7 +22,7 @@ from camtrap.images import load_image
 from camtrap.lila import read_lila_boxes
 from detector.model import DetectorSpec, offline_ultralytics, write_spec
 
-__all__ = ["DetectorTrainConfig", "prepare_yolo_dataset", "train"]
+__all__ = ["DetectorTrainConfig", "ARCHITECTURES", "architecture", "prepare_yolo_dataset", "train"]
 
 log = logging.getLogger(__name__)
 CLASS_IDS = {"animal": 0, "person": 1, "group": 0, "vehicle": 2}  # LILA bbox category -> YOLO class
@@ -37,7 +37,7 @@ class DetectorTrainConfig:
 
     architecture: str = "yolo11-tiny"  # see ARCHITECTURES; or any ultralytics yaml / .pt
     imgsz: int = 320
-    epochs: int = 30
+    epochs: int = 40
     batch: int = 16
     workers: int = 2
     negatives_per_positive: float = 0.5  # empty training frames kept per frame with boxes (all kept for val)
@@ -45,7 +45,13 @@ class DetectorTrainConfig:
     seed: int = 0
     val_seasons: tuple[int, ...] = ()  # default: the latest season
     patience: int = 100
-    conf_threshold: float = 0.25  # recommended threshold stored with the model
+    optimizer: str = "AdamW"
+    lr0: float = 0.003
+    warmup_epochs: float = 1.0
+    mosaic: float = 0.0  # mosaic slows convergence on small synthetic sets; raise it for real data
+    scale_augment: float = 0.3  # random zoom range (ultralytics' default 0.5 shrinks small animals away)
+    validate_every_epoch: bool = False  # validation runs after the last epoch either way
+    conf_threshold: float = 0.2  # recommended threshold stored with the model
     conservative_threshold: float = 0.1
 
 
@@ -57,7 +63,7 @@ def _yolo_lines(boxes: pd.DataFrame) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _architecture(name: str, folder: Path) -> str:
+def architecture(name: str, folder: Path) -> str:
     """An ultralytics model argument: a generated yaml for our named scales, else ``name`` unchanged."""
     if name not in ARCHITECTURES:
         return name
@@ -66,6 +72,7 @@ def _architecture(name: str, folder: Path) -> str:
 
     cfg = yaml_model_load("yolo11.yaml")
     cfg["scales"] = {"t": list(ARCHITECTURES[name])}
+    cfg["nc"] = 3  # animal, person, vehicle
     for key in ("scale", "yaml_file"):
         cfg.pop(key, None)
     path = folder / f"{name}.yaml"  # a stem without an n/s/m/l/x scale letter: the single scale is used
@@ -128,19 +135,20 @@ def train(data: SequenceSet, boxes_json: Path, out: Path, cfg: DetectorTrainConf
     """Train a detector; writes ``out`` (a .pt checkpoint carrying its :class:`DetectorSpec`)."""
     yaml = prepare_yolo_dataset(data, boxes_json, work_dir / "yolo-data", cfg)
     YOLO = offline_ultralytics()
-    model = YOLO(_architecture(cfg.architecture, work_dir))
+    model = YOLO(architecture(cfg.architecture, work_dir))
     model.train(data=str(yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers,
                 device=cfg.device, seed=cfg.seed, deterministic=True, plots=False, amp=False, verbose=False,
                 project=str(work_dir.resolve()), name="run", exist_ok=True, patience=cfg.patience,
-                pretrained=cfg.architecture.endswith(".pt"), val=True)  # fmt: skip
-    best = work_dir / "run" / "weights" / "best.pt"
-    if not best.exists():
-        best = work_dir / "run" / "weights" / "last.pt"
+                pretrained=cfg.architecture.endswith(".pt"), val=cfg.validate_every_epoch, optimizer=cfg.optimizer,
+                lr0=cfg.lr0, warmup_epochs=cfg.warmup_epochs, mosaic=cfg.mosaic, close_mosaic=0,
+                scale=cfg.scale_augment)  # fmt: skip
+    best = work_dir / "run" / "weights" / ("best.pt" if cfg.validate_every_epoch else "last.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.pt")
     shutil.copyfile(best, tmp)
     spec = DetectorSpec(name=out.stem, input_size=cfg.imgsz, classes=("animal", "person", "vehicle"),
-                        typical_threshold=cfg.conf_threshold, conservative_threshold=cfg.conservative_threshold)  # fmt: skip
+                        typical_threshold=cfg.conf_threshold,
+                        conservative_threshold=cfg.conservative_threshold)  # fmt: skip
     write_spec(tmp, spec)
     os.replace(tmp, out)
     return out

@@ -1,0 +1,170 @@
+"""Training samples for the classifier, from three sources, decoded once and cached at the training size.
+
+* crops: a detector's results joined with sequence labels.  Every animal box of a labelled sequence becomes
+  a crop whose target is the sequence's species; a multi-species sequence gives each of its crops a soft
+  target split evenly between its species (kept, not dropped, and counted in the log).  Empty sequences
+  give no crops.
+* frames: every frame of the competition layout, target = the sequence's 54 columns (one-stage).
+* an ``--images-csv`` with ``path,label`` (and optional ``group_id``): one whole image per row.
+
+Images that cannot be read are recorded and skipped with a count, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from camtrap.dataset import SequenceSet
+from camtrap.fileio import DataError
+from camtrap.images import load_image
+from camtrap.labels import COLUMNS, EMPTY, SPECIES
+from camtrap.results import DetectionCategory
+from classifier.spec import ModelSpec
+from detector.crops import cut_crop
+from detector.mdjson import DetectionResults
+
+__all__ = ["Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "decode_cached"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training image: where its pixels come from, its target over the set's classes, and its group."""
+
+    path: Path
+    bbox_xywh_norm: tuple[float, float, float, float] | None  # None: the whole image
+    target: tuple[float, ...]
+    group: str  # season ("S3") or group_id: what a validation split keeps together
+    key: str  # stable identity (file + box)
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """Samples with their class list and kind (softmax over species, or multi-label over columns)."""
+
+    samples: tuple[Sample, ...]
+    classes: tuple[str, ...]
+    multilabel: bool
+    source: str
+
+    def targets(self) -> np.ndarray:
+        return np.array([s.target for s in self.samples], np.float32).reshape(-1, len(self.classes))
+
+    def subset(self, keep: np.ndarray) -> SampleSet:
+        return SampleSet(tuple(s for s, k in zip(self.samples, keep) if k), self.classes, self.multilabel, self.source)
+
+
+def _season_group(season: object) -> str:
+    return f"S{int(season)}" if pd.notna(season) else "S?"
+
+
+def crop_samples(data: SequenceSet, results: DetectionResults, *, threshold: float, margin: float) -> SampleSet:
+    """Crops of animal detections (conf >= ``threshold``) in labelled non-empty sequences."""
+    if data.labels is None:
+        raise ValueError("crop samples need labelled sequences")
+    by_file = results.by_file()
+    species = data.labels[list(SPECIES)]
+    samples, multi, missing = [], 0, 0
+    paths = data.image_paths()
+    for i, row in enumerate(data.frames.itertuples(index=False)):
+        present = species.loc[row.seq_id].to_numpy(np.float32)
+        if present.sum() == 0:
+            continue
+        frame = by_file.get(row.file_name)
+        if frame is None:
+            missing += 1
+            continue
+        target = tuple(float(v) for v in present / present.sum())
+        multi += present.sum() > 1
+        for k, det in enumerate(frame.detections or ()):
+            if det.category == DetectionCategory.ANIMAL and det.conf >= threshold:
+                samples.append(Sample(paths[i], det.bbox_xywh_norm, target, _season_group(row.season),
+                                      f"{row.file_name}#{k}#{margin}"))  # fmt: skip
+    if missing:
+        log.warning("%d labelled frame(s) have no entry in the detector results", missing)
+    log.info("%d crops (%d from multi-species frames, soft targets)", len(samples), multi)
+    return SampleSet(tuple(samples), SPECIES, False, "crops")
+
+
+def frame_samples(data: SequenceSet) -> SampleSet:
+    """Whole frames with their sequence's 54 columns (multi-label, for one-stage scoring)."""
+    if data.labels is None:
+        raise ValueError("frame samples need labelled sequences")
+    labels = data.labels.loc[data.frames["seq_id"], list(COLUMNS)].to_numpy(np.float32)
+    samples = tuple(Sample(p, None, tuple(map(float, y)), _season_group(s), f)
+                    for p, y, s, f in zip(data.image_paths(), labels, data.frames["season"], data.frames["file_name"]))  # fmt: skip
+    return SampleSet(samples, COLUMNS, True, "frames")
+
+
+def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None) -> SampleSet:
+    """Rows ``path,label[,group_id]``; paths relative to the CSV's folder (or ``root``).  Labels are columns."""
+    csv_path = Path(csv_path)
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    for col in ("path", "label"):
+        if col not in df.columns:
+            raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)
+    unknown = ~df["label"].isin(COLUMNS)
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise DataError(csv_path, f"label {df['label'].iat[i]!r} is not one of the 54 columns", line=i + 2)
+    classes = COLUMNS if (df["label"] == EMPTY).any() else SPECIES
+    base = root or csv_path.parent
+    groups = df["group_id"] if "group_id" in df.columns else df["path"]
+    samples = []
+    for path, label, group in zip(df["path"], df["label"], groups):
+        target = tuple(1.0 if c == label else 0.0 for c in classes)
+        samples.append(Sample(base / path, None, target, group or path, path))
+    return SampleSet(tuple(samples), classes, False, f"csv:{csv_path.name}")
+
+
+def _decode(sample: Sample, spec: ModelSpec, margin: float) -> np.ndarray | None:
+    side = max(spec.input_hw) * 4 if sample.bbox_xywh_norm is not None else max(spec.input_hw) * 2
+    img = load_image(sample.path, max_side=side)
+    if not img.ok:
+        return None
+    pixels = img.pixels if sample.bbox_xywh_norm is None else cut_crop(img.pixels, sample.bbox_xywh_norm, margin)
+    return spec.resize_uint8(pixels)
+
+
+def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, margin: float = 0.1,
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every sample once at the model's input size into a memory-mapped cache file.
+
+    Returns (pixels N x H x W x 3 uint8, ok mask).  A later call with the same samples and size reuses the
+    cache.  Unreadable images are masked out and counted.
+    """
+    h, w = spec.input_hw
+    digest = hashlib.sha256(f"{h}x{w}|{spec.resize.value}|{margin}|".encode()
+                            + "\n".join(s.key + str(s.path) for s in samples.samples).encode()).hexdigest()[:16]  # fmt: skip
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    data_path, ok_path = cache_dir / f"pixels-{digest}.npy", cache_dir / f"ok-{digest}.npy"
+    n = len(samples.samples)
+    if data_path.exists() and ok_path.exists():
+        if progress:
+            progress(n)
+        return np.load(data_path, mmap_mode="r"), np.load(ok_path)
+    tmp = cache_dir / f".pixels-{digest}.tmp.npy"
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
+    ok = np.zeros(n, bool)
+    for i, sample in enumerate(samples.samples):
+        arr = _decode(sample, spec, margin)
+        if arr is not None:
+            pixels[i], ok[i] = arr, True
+        if progress:
+            progress(1)
+    pixels.flush()
+    del pixels
+    os.replace(tmp, data_path)
+    np.save(ok_path, ok)
+    if (~ok).any():
+        log.warning("%d of %d training images could not be read and are skipped", int((~ok).sum()), n)
+    return np.load(data_path, mmap_mode="r"), ok

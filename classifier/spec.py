@@ -1,0 +1,73 @@
+"""The model spec that travels with every classifier checkpoint: architecture, input, normalisation, classes.
+
+Inference derives its preprocessing from the spec (:meth:`ModelSpec.preprocess`), never from retyped
+constants, so a checkpoint trained at 224 px with TF-style normalisation is run exactly that way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+__all__ = ["ResizePolicy", "ModelSpec"]
+
+
+class ResizePolicy(enum.Enum):
+    """How an image becomes the model's input."""
+
+    PAD_SQUARE = "pad-square"  # crops: pad the short side (grey) to a square, then resize
+    STRETCH = "stretch"  # whole frames: resize to the input size as is (frames share one aspect ratio)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything inference needs besides the weights."""
+
+    backbone: str
+    input_hw: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: ResizePolicy
+    classes: tuple[str, ...]
+    multilabel: bool  # sigmoid per class (whole frames) vs softmax over classes (crops)
+    training: dict = field(default_factory=dict)  # summary of the data and settings it was trained with
+
+    def to_json(self) -> str:
+        raw = dataclasses.asdict(self)
+        raw["resize"] = self.resize.value
+        return json.dumps(raw)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        raw = json.loads(text)
+        raw["resize"] = ResizePolicy(raw["resize"])
+        for key in ("input_hw", "mean", "std", "classes"):
+            raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    def resize_uint8(self, rgb: np.ndarray) -> np.ndarray:
+        """Apply the resize policy: H x W x 3 uint8 -> input_hw x 3 uint8."""
+        h, w = rgb.shape[:2]
+        if self.resize is ResizePolicy.PAD_SQUARE and h != w:
+            side = max(h, w)
+            canvas = np.full((side, side, 3), 114, np.uint8)
+            canvas[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = rgb
+            rgb = canvas
+        th, tw = self.input_hw
+        interp = cv2.INTER_AREA if rgb.shape[0] > th else cv2.INTER_LINEAR
+        return cv2.resize(rgb, (tw, th), interpolation=interp)
+
+    def normalize(self, batch_uint8: np.ndarray) -> np.ndarray:
+        """N x H x W x 3 uint8 (already resized) -> N x 3 x H x W float32, normalised."""
+        x = batch_uint8.astype(np.float32) / 255.0
+        x = (x - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def preprocess(self, images: list[np.ndarray]) -> np.ndarray:
+        """RGB uint8 images of any size -> the model's normalised input batch."""
+        return self.normalize(np.stack([self.resize_uint8(im) for im in images]))
