@@ -100,8 +100,8 @@ def frame_samples(data: SequenceSet) -> SampleSet:
     if data.labels is None:
         raise ValueError("frame samples need labelled sequences")
     labels = data.labels.loc[data.frames["seq_id"], list(COLUMNS)].to_numpy(np.float32)
-    samples = tuple(Sample(p, None, tuple(map(float, y)), _season_group(s), f)
-                    for p, y, s, f in zip(data.image_paths(), labels, data.frames["season"], data.frames["file_name"]))  # fmt: skip
+    frames = zip(data.image_paths(), labels, data.frames["season"], data.frames["file_name"])
+    samples = tuple(Sample(p, None, tuple(map(float, y)), _season_group(s), f) for p, y, s, f in frames)
     return SampleSet(samples, COLUMNS, True, "frames")
 
 
@@ -143,8 +143,8 @@ def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, margi
     cache.  Unreadable images are masked out and counted.
     """
     h, w = spec.input_hw
-    digest = hashlib.sha256(f"{h}x{w}|{spec.resize.value}|{margin}|".encode()
-                            + "\n".join(s.key + str(s.path) for s in samples.samples).encode()).hexdigest()[:16]  # fmt: skip
+    identity = f"{h}x{w}|{spec.resize.value}|{margin}|" + "\n".join(s.key + str(s.path) for s in samples.samples)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
     data_path, ok_path = cache_dir / f"pixels-{digest}.npy", cache_dir / f"ok-{digest}.npy"
     n = len(samples.samples)

@@ -20,8 +20,8 @@ from classifier.spec import ModelSpec
 from detector.crops import CropConfig, iter_crops
 from detector.mdjson import DetectionResults
 
-__all__ = ["Classifier", "load", "predict_arrays", "classify_detections", "classify_paths", "predictions_table", "write_predictions",
-           "with_classifications"]  # fmt: skip
+__all__ = ["Classifier", "load", "predict_arrays", "classify_detections", "classify_paths", "predictions_table",
+           "write_predictions", "with_classifications"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class TorchClassifier:
         x = torch.from_numpy(batch).to(self.device)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
+        cuda = self.device.type == "cuda"
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=cuda):
             return self.model(x).float()
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -120,7 +121,8 @@ def classify_detections(clf: Classifier, results: DetectionResults, image_root: 
     side = max(clf.spec.input_hw) * 4
     for batch in _batched(iter_crops(results, image_root, crop_cfg, max_side=side), batch_size):
         probs = predict_arrays(clf, [c.pixels for c in batch], tta=tta)
-        out += [CropPrediction(c.file, c.detection_index, c.detection, tuple(map(float, p))) for c, p in zip(batch, probs)]
+        out += [CropPrediction(c.file, c.detection_index, c.detection, tuple(map(float, p)))
+                for c, p in zip(batch, probs)]
         if progress:
             progress(len(batch))
     return out

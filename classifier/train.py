@@ -162,7 +162,7 @@ def _epoch(model, loader, opt, sched, device, spec: ModelSpec, cfg: ClassifierTr
         loss.backward()
         opt.step()
         sched.step()
-        total, n = total + float(loss) * len(x), n + len(x)
+        total, n = total + float(loss.detach()) * len(x), n + len(x)
         if progress:
             progress(len(x))
     return total / max(n, 1)
@@ -177,7 +177,8 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
     torch.manual_seed(cfg.seed)
     spec = _spec(samples, cfg)
     bar = progress or (lambda *_: None)
-    pixels, ok = decode_cached(samples, spec, cache_dir, margin=cfg.margin, progress=bar("decode", 0, len(samples.samples)))
+    pixels, ok = decode_cached(samples, spec, cache_dir, margin=cfg.margin,
+                               progress=bar("decode", 0, len(samples.samples)))
     targets = samples.targets()
     is_val = split_groups([s.group for s in samples.samples], cfg)
     train_idx, val_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)

@@ -18,7 +18,8 @@ from pathlib import Path
 from camtrap.fileio import DataError, atomic_write_json
 from camtrap.results import Detection, DetectionCategory, FrameDetections
 
-__all__ = ["FORMAT_VERSION", "DetectionResults", "to_json", "write_results", "read_results", "validate"]
+__all__ = ["FORMAT_VERSION", "DetectionResults", "to_json", "write_results", "read_results", "validate",
+           "results_from_boxes"]
 
 FORMAT_VERSION = "1.4"
 DETECTION_CATEGORIES = {str(int(c)): c.label for c in DetectionCategory}
@@ -165,3 +166,17 @@ def validate(data: object) -> list[str]:
     for i, im in enumerate(images):
         problems += _check_image(i, im, set(cats), set(class_cats))
     return problems
+
+
+def results_from_boxes(files: list[str], boxes, *, detector: str = "ground-truth") -> DetectionResults:
+    """Ground-truth boxes (a table with :data:`camtrap.lila.BOX_COLUMNS`) as results with confidence 1.
+
+    Lets the classifier train on annotated boxes, and the rest of the pipeline run on an oracle detector.
+    """
+    by_file: dict[str, list[Detection]] = {}
+    for b in boxes.itertuples(index=False):
+        cat = DetectionCategory.PERSON if b.category == "person" else (
+            DetectionCategory.VEHICLE if b.category == "vehicle" else DetectionCategory.ANIMAL)  # fmt: skip
+        by_file.setdefault(b.file_name, []).append(
+            Detection(cat, 1.0, (b.x_min_norm, b.y_min_norm, b.width_norm, b.height_norm)))  # fmt: skip
+    return DetectionResults(tuple(FrameDetections(f, tuple(by_file.get(f, ()))) for f in files), detector)

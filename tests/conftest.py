@@ -28,22 +28,56 @@ def small_synth(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def pipeline_synth(tmp_path_factory: pytest.TempPathFactory):
-    """The dataset the trained-model tests share: 400 sequences at 512x384, seed 11."""
-    out = tmp_path_factory.mktemp("synth-pipeline")
-    return generate(SynthConfig(sequences=400, seed=11, size=(512, 384)), out, workers=2)
+def detector_synth(tmp_path_factory: pytest.TempPathFactory):
+    """The detector's training data: 400 sequences at 512x384, seed 1 (its test season is held out)."""
+    out = tmp_path_factory.mktemp("synth-detector")
+    return generate(SynthConfig(sequences=400, seed=1, size=(512, 384)), out, workers=2)
 
 
 @pytest.fixture(scope="session")
-def trained_detector(pipeline_synth, tmp_path_factory: pytest.TempPathFactory):
-    """A yolo11-tiny trained by `hakuna detector train` on ``pipeline_synth`` (a few CPU minutes, once)."""
+def pipeline_synth(tmp_path_factory: pytest.TempPathFactory):
+    """The classifier's and the pipeline's data: 600 sequences at 768x576, seed 11 (an unseen set for the detector)."""
+    out = tmp_path_factory.mktemp("synth-pipeline")
+    return generate(SynthConfig(sequences=600, seed=11, size=(768, 576)), out, workers=2)
+
+
+@pytest.fixture(scope="session")
+def trained_detector(detector_synth, tmp_path_factory: pytest.TempPathFactory):
+    """A yolo11-tiny trained by `hakuna detector train` on ``detector_synth`` (a few CPU minutes, once)."""
     from submission.cli import main
 
     folder = tmp_path_factory.mktemp("detector")
     model = folder / "detector.pt"
-    assert main(["detector", "train", "--data", str(pipeline_synth.root), "--out", str(model),
-                 "--epochs", str(DETECTOR_TEST_EPOCHS), "--imgsz", "256", "--device", "cpu"]) == 0  # fmt: skip
+    assert main(["detector", "train", "--data", str(detector_synth.root), "--out", str(model),
+                 "--epochs", "40", "--imgsz", "256", "--device", "cpu"]) == 0  # fmt: skip
     return model
 
 
-DETECTOR_TEST_EPOCHS = 40
+@pytest.fixture(scope="session")
+def truth_results(pipeline_synth):
+    """The generator's boxes for every frame of ``pipeline_synth`` as detector results (an oracle detector)."""
+    from camtrap.dataset import read_test, read_train
+    from camtrap.lila import read_lila_boxes
+    from detector.mdjson import results_from_boxes
+
+    boxes = read_lila_boxes(pipeline_synth.boxes_json)
+    train = read_train(pipeline_synth.train_metadata, pipeline_synth.train_labels, pipeline_synth.train_image_root)
+    test, _ = read_test(pipeline_synth.test_data)
+    return (results_from_boxes(list(train.frames["file_name"]), boxes),
+            results_from_boxes(list(test.frames["file_name"]), boxes))
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(pipeline_synth, truth_results, tmp_path_factory: pytest.TempPathFactory):
+    """EfficientNet-Lite0 (ImageNet-pretrained) fine-tuned by `hakuna classifier train` on the training seasons'
+    crops (generator boxes), 128 px, 6 epochs (about three CPU minutes, once)."""
+    from detector.mdjson import write_results
+    from submission.cli import main
+
+    folder = tmp_path_factory.mktemp("classifier")
+    write_results(folder / "train_boxes.json", truth_results[0])
+    model = folder / "classifier.pt"
+    assert main(["classifier", "train", "--data", str(pipeline_synth.root), "--detections",
+                 str(folder / "train_boxes.json"), "--out", str(model), "--input-size", "128", "--epochs", "6",
+                 "--lr", "0.002", "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    return model

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def held_out(pipeline_synth):
-    test, _ = read_test(pipeline_synth.test_data)
-    files = [(f, pipeline_synth.test_data / f) for f in test.frames["file_name"]]
-    return files, read_lila_boxes(pipeline_synth.boxes_json)
+def held_out(detector_synth):
+    test, _ = read_test(detector_synth.test_data)
+    files = [(f, detector_synth.test_data / f) for f in test.frames["file_name"]]
+    return files, read_lila_boxes(detector_synth.boxes_json)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def test_recall_and_false_boxes_on_held_out_season(trained_detector, held_out, t
     results, _ = torch_results
     threshold = load(trained_detector, device="cpu").spec.typical_threshold
     scores = evaluate(list(results.frames), truth, threshold=threshold, iou=0.5)
-    print(f"recall {scores.recall:.3f} ({scores.found}/{scores.animals}), "
-          f"false boxes per empty frame {scores.false_per_empty_frame:.3f} ({scores.false_on_empty}/{scores.frames_empty})")
+    print(f"recall {scores.recall:.3f} ({scores.found}/{scores.animals}), false boxes per empty frame "
+          f"{scores.false_per_empty_frame:.3f} ({scores.false_on_empty}/{scores.frames_empty})")
     assert scores.animals >= 50 and scores.frames_empty >= 50
     assert scores.recall >= 0.80
     assert scores.false_per_empty_frame <= 0.2
@@ -69,10 +69,10 @@ def test_onnx_gives_same_boxes(trained_detector, held_out, torch_results, tmp_pa
     assert compared >= 30
 
 
-def test_empty_screening_and_crops(pipeline_synth, torch_results, tmp_path):
+def test_empty_screening_and_crops(detector_synth, torch_results, tmp_path):
     results, _ = torch_results
     cfg = CropConfig(threshold=0.2, margin=0.1)
-    n = export_crops(results, pipeline_synth.test_data, tmp_path / "crops", cfg)
+    n = export_crops(results, detector_synth.test_data, tmp_path / "crops", cfg)
     mapping = json.loads((tmp_path / "crops" / "crops.json").read_text())
     assert n == len(mapping["crops"]) > 10
     expected = sum(1 for f in results.frames for d in f.detections or () if d.conf >= 0.2 and d.category == 1)

@@ -1,0 +1,89 @@
+"""Training mechanics on tiny data: kill -9 then --resume continues; unreadable images are skipped and counted."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from classifier.data import csv_samples
+from classifier.train import ClassifierTrainConfig, split_groups, train
+
+
+def _csv(tmp_path, n_per_class=12, bad=()):
+    rng = np.random.default_rng(0)
+    rows = []
+    colours = {"zebra": (230, 230, 230), "buffalo": (20, 20, 20), "impala": (170, 100, 50)}
+    for label, colour in colours.items():
+        for i in range(n_per_class):
+            img = np.clip(np.array(colour) + rng.normal(0, 20, (48, 48, 3)), 0, 255).astype(np.uint8)
+            name = f"{label}_{i}.jpg"
+            Image.fromarray(img).save(tmp_path / name)
+            rows.append({"path": name, "label": label, "group_id": f"{label}-{i // 3}"})
+    for name in bad:
+        (tmp_path / name).write_bytes(b"" if "zero" in name else b"junk")
+        rows.append({"path": name, "label": "zebra", "group_id": name})
+    pd.DataFrame(rows).to_csv(tmp_path / "images.csv", index=False)
+    return tmp_path / "images.csv"
+
+
+def test_csv_training_skips_bad_images(tmp_path, caplog):
+    csv = _csv(tmp_path, bad=("zero.jpg", "junk.jpg", "missing.jpg"))
+    (tmp_path / "missing.jpg").unlink()
+    samples = csv_samples(csv)
+    cfg = ClassifierTrainConfig(input_size=32, epochs=2, batch_size=8, pretrained=False, device="cpu", lr=0.01)
+    result = train(samples, tmp_path / "m.pt", cfg, cache_dir=tmp_path / "cache")
+    assert result.spec.training["unreadable"] == 3
+    assert "3 of 39 training images could not be read" in caplog.text
+    assert len(result.history) == 2 and result.spec.classes[0] == "aardvark"
+
+
+def test_group_split_keeps_groups_together():
+    groups = [f"g{i // 3}" for i in range(30)]
+    mask = split_groups(groups, ClassifierTrainConfig())
+    for g in set(groups):
+        assert len({m for m, gg in zip(mask, groups) if gg == g}) == 1
+    assert 0 < mask.sum() < 30
+    seasons = ["S1", "S2", "S10", "S2"]
+    assert split_groups(seasons, ClassifierTrainConfig()).tolist() == [False, False, True, False]
+
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from classifier.data import csv_samples
+from classifier.train import ClassifierTrainConfig, train
+cfg = ClassifierTrainConfig(input_size=32, epochs=6, batch_size=4, pretrained=False, device="cpu", lr=0.01)
+r = train(csv_samples(Path(sys.argv[1])), Path(sys.argv[2]), cfg, cache_dir=Path(sys.argv[3]), resume=len(sys.argv) > 4)
+print("EPOCHS", [h["epoch"] for h in r.history])
+"""
+
+
+def test_kill_9_then_resume_continues(tmp_path):
+    csv = _csv(tmp_path, n_per_class=40)
+    out, cache = tmp_path / "m.pt", tmp_path / "cache"
+    last = tmp_path / "m.last.pt"
+    args = [sys.executable, "-c", SCRIPT, str(csv), str(out), str(cache)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=False)["epoch"] >= 1:
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(last, weights_only=False)
+    done = state["epoch"] + 1
+    assert 2 <= done < 6, "killed mid-training, after at least two epochs"
+    before = [h["train_loss"] for h in state["history"]]
+    run = subprocess.run(args + ["--resume"], capture_output=True, text=True, check=True)
+    assert "EPOCHS [1, 2, 3, 4, 5, 6]" in run.stdout
+    after = torch.load(last, weights_only=False)
+    assert [h["train_loss"] for h in after["history"]][:done] == pytest.approx(before)  # kept, not retrained
+    assert after["epoch"] == 5
