@@ -53,10 +53,11 @@ class OnnxClassifier:
     backend = "onnx"
 
     def __init__(self, path: Path, device: str | None = None) -> None:
-        import onnx
         import onnxruntime as ort
 
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        from detector.model import onnx_metadata
+
+        meta = onnx_metadata(path)
         if SPEC_KEY not in meta:
             raise ValueError(f"{path} has no Hakuna classifier spec in its metadata; export it with hakuna")
         self.spec = ModelSpec.from_json(meta[SPEC_KEY])

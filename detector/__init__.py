@@ -2,11 +2,19 @@
 screens out empty frames and cuts crops.
 
 ``load`` (a .pt or .onnx detector), ``predict`` (batch detection with checkpoints and resume), ``train``
-(YOLO on LILA-format boxes).  Results are MegaDetector batch-results JSON (``detector.mdjson``).
+(YOLO on LILA-format boxes).  Results are MegaDetector batch-results JSON (``detector.mdjson``).  The names
+are resolved on first use, so importing the package stays light (the offline runner has no torch).
 """
 
-from detector.model import load
-from detector.predict import detect_files as predict
-from detector.train import train
+import importlib
 
 __all__ = ["load", "predict", "train"]
+_EXPORTS = {"load": ("detector.model", "load"), "predict": ("detector.predict", "detect_files"),
+            "train": ("detector.train", "train")}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'detector' has no attribute {name!r}")

@@ -120,9 +120,7 @@ def read_spec(path: Path, fallback_name: str | None = None) -> DetectorSpec | No
 
     path = Path(path)
     if path.suffix == ".onnx":
-        import onnx
-
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        meta = onnx_metadata(path)
         if SPEC_KEY in meta:
             return DetectorSpec.from_json(meta[SPEC_KEY])
     elif path.suffix == ".pt":
@@ -133,6 +131,16 @@ def read_spec(path: Path, fallback_name: str | None = None) -> DetectorSpec | No
             return DetectorSpec.from_json(ckpt[SPEC_KEY])
     known = REGISTRY.get((fallback_name or path.stem).lower())
     return known.spec if known else None
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """Custom metadata of an ONNX file, read with onnxruntime (the offline runner has no ``onnx`` package)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 class TorchDetector:
@@ -190,8 +198,12 @@ class OnnxDetector:
 
 
 def _default_device() -> str:
-    import torch
+    try:
+        import torch
+    except ImportError:  # the ONNX-only runner
+        import onnxruntime as ort
 
+        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -77,11 +77,20 @@ def prepare(item: tuple[str, str, int, int, bool]) -> Letterboxed:
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
-    import torch
-    from torchvision.ops import batched_nms
-
-    keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), iou)
-    return keep.numpy()
+    """Per-class non-maximum suppression in numpy (no torch needed in the offline runner); indices by score."""
+    offset = boxes + (classes.astype(np.float32) * (boxes.max() + 1))[:, None]  # classes never overlap
+    x0, y0, x1, y1 = offset.T
+    areas = (x1 - x0) * (y1 - y0)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order):
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        iw = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0, None)
+        ih = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0, None)
+        inter = iw * ih
+        order = rest[inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9) <= iou]
+    return np.array(keep, np.int64)
 
 
 def postprocess(raw: np.ndarray, items: list[Letterboxed], spec: DetectorSpec,

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 from pathlib import Path
 
-from camtrap.synth import SynthConfig
-from submission.commands.data import print_summary, read_synth_dataset, synthesize
+from submission.demo import DemoConfig, format_scores, run_demo
 
 __all__ = ["register"]
-
-DEMO_SYNTH = SynthConfig(sequences=400, seed=0, size=(1024, 768))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the ``hakuna`` parser."""
-    p = sub.add_parser("demo", help="generate a synthetic Serengeti dataset and run Hakuna on it")
+    p = sub.add_parser("demo", help="synthetic data -> train detector + classifier -> fuse -> package -> run -> score")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for everything the demo makes")
-    p.add_argument("--sequences", type=int, default=DEMO_SYNTH.sequences)
-    p.add_argument("--seed", type=int, default=DEMO_SYNTH.seed)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--sequences", type=int, default=DemoConfig.synth.sequences)
+    p.add_argument("--seed", type=int, default=DemoConfig.synth.seed)
+    p.add_argument("--detector-epochs", type=int, default=DemoConfig.detector_epochs)
+    p.add_argument("--classifier-epochs", type=int, default=DemoConfig.classifier_epochs)
     p.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    cfg = SynthConfig(sequences=args.sequences, seed=args.seed, size=DEMO_SYNTH.size)
-    out = synthesize(cfg, args.out / "data", workers=args.workers, progress=not args.no_progress)
-    print(f"synthetic dataset: {out.root}")
-    print_summary(read_synth_dataset(out.root))
+    synth = dataclasses.replace(DemoConfig.synth, sequences=args.sequences, seed=args.seed)
+    cfg = dataclasses.replace(DemoConfig(), synth=synth, detector_epochs=args.detector_epochs,
+                              classifier_epochs=args.classifier_epochs)  # fmt: skip
+    scores = run_demo(args.out, cfg)
+    print(format_scores(scores))
+    print(f"everything is under {args.out}/ (scores.json, submission.csv, submission.zip, models/, data/)")
     return 0

@@ -1,0 +1,77 @@
+"""Fitting fusion's calibration on a validation split so that it minimises the competition's metric."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pandas as pd
+
+from camtrap.labels import COLUMNS, EMPTY, EMPTY_INDEX
+from fusion.fuse import empty_features, fuse_all
+from fusion.model import FusionConfig, FusionModel, SequenceEvidence
+
+__all__ = ["class_priors", "fit_empty", "fit"]
+
+log = logging.getLogger(__name__)
+
+
+def class_priors(labels: pd.DataFrame, smoothing: float = 1.0) -> tuple[float, ...]:
+    """Per-column frequency of 1s (add-``smoothing`` so no column is 0 or 1)."""
+    counts = labels[list(COLUMNS)].to_numpy(np.float64).sum(axis=0)
+    n = len(labels)
+    return tuple(float(v) for v in (counts + smoothing) / (n + 2 * smoothing))
+
+
+def fit_empty(features: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) -> np.ndarray:
+    """Logistic regression by Newton's method (ridge on the non-intercept weights): P(empty | features)."""
+    w = np.zeros(features.shape[1])
+    ridge = np.full(features.shape[1], l2)
+    ridge[-1] = 0.0
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-np.clip(features @ w, -30, 30)))
+        grad = features.T @ (p - y) / len(y) + ridge * w
+        hess = (features.T * (p * (1 - p))) @ features / len(y) + np.diag(ridge) + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def _species_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(probs, 1e-15, 1 - 1e-15)
+    return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
+
+
+def fit(evidence: list[SequenceEvidence], labels: pd.DataFrame, config: FusionConfig | None = None, *,
+        priors: tuple[float, ...] | None = None) -> FusionModel:
+    """Fit the empty model, then the temperature and prior mix, on labelled validation sequences.
+
+    ``priors`` default to the validation labels' frequencies; pass the training set's when you have it.
+    """
+    config = config or FusionConfig()
+    y = labels.loc[[ev.seq_id for ev in evidence], list(COLUMNS)].to_numpy(np.float64)
+    model = FusionModel(config=config, priors=priors or class_priors(labels))
+    seen = [i for i, ev in enumerate(evidence) if ev.frame_animal_conf]
+    if not config.calibrate or len(seen) < 2:
+        return model
+    feats = np.stack([empty_features(evidence[i], model, config.raw_empty_threshold) for i in seen])
+    y_empty = y[seen, EMPTY_INDEX]
+    if 0 < y_empty.sum() < len(y_empty):
+        coef = fit_empty(feats, y_empty, config.empty_l2)
+        model = dataclasses.replace(model, empty_coef=tuple(float(v) for v in coef))
+    best = (np.inf, model)
+    for t in config.temperatures:
+        for mix in config.prior_mixes:
+            candidate = dataclasses.replace(model, temperature=t, prior_mix=mix)
+            loss = _species_loss(fuse_all(evidence, candidate), y)
+            if loss < best[0]:
+                best = (loss, candidate)
+    loss, model = best
+    summary = {"sequences": len(evidence), "empty_rate": float(y[:, EMPTY_INDEX].mean()), "fit_loss": loss,
+               "columns": [c for c in COLUMNS if y[:, COLUMNS.index(c)].any() and c != EMPTY]}  # fmt: skip
+    log.info("fusion fitted on %d sequences: temperature %.2f, prior mix %.3f, loss %.5f", len(evidence),
+             model.temperature, model.prior_mix, loss)  # fmt: skip
+    return dataclasses.replace(model, fitted_on=summary)

@@ -1,0 +1,102 @@
+"""Fusion's configuration (every threshold and weight) and its fitted calibration, saved as a small JSON file
+that travels with the detector and classifier."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from camtrap.fileio import atomic_write_json
+from camtrap.labels import COLUMNS
+
+__all__ = ["Pooling", "FusionConfig", "FusionModel", "SequenceEvidence"]
+
+
+class Pooling(enum.Enum):
+    """How per-frame or per-crop probabilities become one per sequence."""
+
+    MEAN = "mean"
+    MAX = "max"
+    GMEAN = "gmean"  # geometric mean (renormalised for distributions)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Every knob of fusion.  The fitted parts live in :class:`FusionModel`."""
+
+    min_crop_conf: float = 0.1  # detections below this contribute no crop
+    conf_weight_power: float = 1.0  # crop weight = detection confidence ** power
+    species_pooling: Pooling = Pooling.MEAN  # winners: mean for species
+    empty_pooling: Pooling = Pooling.GMEAN  # winners: geometric mean for empty
+    one_stage_weight: float = 0.0  # weight of whole-frame (one-stage) species evidence when given
+    calibrate: bool = True  # False: raw scores, for ablations
+    raw_empty_threshold: float = 0.2  # uncalibrated mode: empty when no animal reaches this
+    raw_confidence: float = 0.95  # uncalibrated mode: probability given to the thresholded decision
+    prob_floor: float = 1e-5  # every output kept in [floor, 1 - floor]
+    temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0)  # searched when fitting
+    prior_mixes: tuple[float, ...] = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)  # searched when fitting
+    empty_l2: float = 1e-3  # ridge on the empty model's weights
+
+    def to_dict(self) -> dict:
+        raw = dataclasses.asdict(self)
+        raw["species_pooling"], raw["empty_pooling"] = self.species_pooling.value, self.empty_pooling.value
+        return raw
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> FusionConfig:
+        raw = dict(raw)
+        raw["species_pooling"], raw["empty_pooling"] = Pooling(raw["species_pooling"]), Pooling(raw["empty_pooling"])
+        for key in ("temperatures", "prior_mixes"):
+            raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class FusionModel:
+    """A config plus what was fitted on validation data: the empty model, temperature, prior mix, priors."""
+
+    config: FusionConfig = FusionConfig()
+    # logistic P(empty) on fusion.fuse.empty_features; the default (before fitting) is 1 - highest animal conf
+    empty_coef: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
+    temperature: float = 1.0
+    prior_mix: float = 0.01
+    priors: tuple[float, ...] = field(default_factory=lambda: tuple([1.0 / len(COLUMNS)] * len(COLUMNS)))
+    fitted_on: dict = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return atomic_write_json(path, {
+            "config": self.config.to_dict(), "empty_coef": list(self.empty_coef), "temperature": self.temperature,
+            "prior_mix": self.prior_mix, "priors": dict(zip(COLUMNS, self.priors)), "fitted_on": self.fitted_on,
+        })  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FusionModel:
+        raw = json.loads(Path(path).read_text())
+        priors = tuple(float(raw["priors"][c]) for c in COLUMNS)
+        return cls(FusionConfig.from_dict(raw["config"]), tuple(raw["empty_coef"]), float(raw["temperature"]),
+                   float(raw["prior_mix"]), priors, raw.get("fitted_on", {}))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SequenceEvidence:
+    """What the stages saw in one sequence.
+
+    ``crop_probs``: one row per crop over the 53 species (in :data:`camtrap.labels.SPECIES` order), with the
+    detection confidence of each crop in ``crop_confs``.  ``frame_animal_conf``: the highest animal confidence
+    per readable frame.  ``frame_probs``: optional whole-frame (one-stage) probabilities over the 54 columns.
+    """
+
+    seq_id: str
+    n_frames: int
+    frame_animal_conf: tuple[float, ...]  # readable frames only
+    crop_probs: tuple[tuple[float, ...], ...] = ()
+    crop_confs: tuple[float, ...] = ()
+    frame_probs: tuple[tuple[float, ...], ...] = ()
+
+    @property
+    def n_failed(self) -> int:
+        return self.n_frames - len(self.frame_animal_conf)
