@@ -31,7 +31,8 @@ from classifier.spec import ModelSpec
 from detector.crops import cut_crop
 from detector.mdjson import DetectionResults
 
-__all__ = ["Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "decode_cached"]
+__all__ = ["Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "holdout_group_per_class",
+           "decode_cached"]
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +106,19 @@ def frame_samples(data: SequenceSet) -> SampleSet:
     return SampleSet(samples, COLUMNS, True, "frames")
 
 
-def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None) -> SampleSet:
-    """Rows ``path,label[,group_id]``; paths relative to the CSV's folder (or ``root``).  Labels are columns."""
+def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, skip_unknown: bool = False) -> SampleSet:
+    """Rows ``path,label[,group_id]``; paths relative to the CSV's folder (or ``root``).  Labels are columns;
+    other labels are an error naming the row, or skipped (and counted) with ``skip_unknown``."""
     csv_path = Path(csv_path)
     df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     for col in ("path", "label"):
         if col not in df.columns:
             raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)
     unknown = ~df["label"].isin(COLUMNS)
-    if unknown.any():
+    if unknown.any() and skip_unknown:
+        log.info("%s: %d row(s) with labels that are not columns skipped", csv_path.name, int(unknown.sum()))
+        df = df[~unknown]
+    elif unknown.any():
         i = int(np.flatnonzero(unknown)[0])
         raise DataError(csv_path, f"label {df['label'].iat[i]!r} is not one of the 54 columns", line=i + 2)
     classes = COLUMNS if (df["label"] == EMPTY).any() else SPECIES
@@ -124,6 +129,16 @@ def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None) -> S
         target = tuple(1.0 if c == label else 0.0 for c in classes)
         samples.append(Sample(base / path, None, target, group or path, path))
     return SampleSet(tuple(samples), classes, False, f"csv:{csv_path.name}")
+
+
+def holdout_group_per_class(samples: SampleSet) -> tuple[str, ...]:
+    """For tiny sets: one group of every class that has at least two groups goes to validation."""
+    groups: dict[int, list[str]] = {}
+    for s in samples.samples:
+        c = int(np.argmax(s.target))
+        if s.group not in groups.setdefault(c, []):
+            groups[c].append(s.group)
+    return tuple(sorted(g[0] for g in groups.values() if len(g) >= 2))
 
 
 def _decode(sample: Sample, spec: ModelSpec, margin: float) -> np.ndarray | None:

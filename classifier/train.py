@@ -33,7 +33,7 @@ from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, create
 from classifier.data import SampleSet, decode_cached
 from classifier.spec import ModelSpec, ResizePolicy
 
-__all__ = ["ClassifierTrainConfig", "TrainResult", "train", "split_groups", "class_metrics"]
+__all__ = ["ClassifierTrainConfig", "TrainResult", "train", "split_groups", "class_metrics", "compare_initialisations"]
 
 log = logging.getLogger(__name__)
 BALANCE_CHOICES = ("sqrt", "inverse", "none")
@@ -229,3 +229,18 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
                           "config": dataclasses.asdict(cfg)})  # fmt: skip
     saved = torch.load(out, map_location="cpu", weights_only=False)
     return TrainResult(out, ModelSpec.from_json(saved["spec"]), tuple(history))
+
+
+def compare_initialisations(samples: SampleSet, val_groups: tuple[str, ...], work: Path, *, epochs: int, size: int,
+                            backbone: str = DEFAULT_BACKBONE) -> dict[str, float]:
+    """Final-epoch validation top-1 of ``backbone`` fine-tuned from ImageNet weights and trained from scratch,
+    with identical data, split and schedule."""
+    out: dict[str, float] = {}
+    for name, pretrained in (("pretrained", True), ("scratch", False)):
+        cfg = ClassifierTrainConfig(backbone=backbone, input_size=size, epochs=epochs, batch_size=16, lr=1e-3,
+                                    pretrained=pretrained, val_groups=val_groups, device="cpu")  # fmt: skip
+        result = train(samples, work / f"{name}.pt", cfg, cache_dir=work / "cache")
+        out[name] = float(result.history[-1]["val_top1"])
+        out["train_images"] = float(result.spec.training["train_samples"])
+        out["val_images"] = float(result.spec.training["val_samples"])
+    return out

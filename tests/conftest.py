@@ -81,3 +81,15 @@ def trained_classifier(pipeline_synth, truth_results, tmp_path_factory: pytest.T
                  str(folder / "train_boxes.json"), "--out", str(model), "--input-size", "128", "--epochs", "6",
                  "--lr", "0.002", "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
     return model
+
+
+@pytest.fixture(scope="session")
+def fitted_fusion(pipeline_synth, trained_detector, trained_classifier, tmp_path_factory: pytest.TempPathFactory):
+    """Fusion fitted by `hakuna fit-fusion` on the pipeline data's validation season."""
+    from submission.cli import main
+
+    path = tmp_path_factory.mktemp("fusion") / "fusion.json"
+    assert main(["fit-fusion", "--data", str(pipeline_synth.root), "--detector", str(trained_detector),
+                 "--classifier", str(trained_classifier), "--out", str(path), "--device", "cpu",
+                 "--workers", "0", "--no-progress"]) == 0  # fmt: skip
+    return path
