@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from camtrap.batching import batched
 from camtrap.fileio import atomic_write_csv
 from camtrap.images import load_image
 from camtrap.results import CropPrediction
@@ -93,17 +94,6 @@ def predict_arrays(clf: Classifier, images: list[np.ndarray], *, tta: bool = Fal
     return probs.astype(np.float32)
 
 
-def _batched(items: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 @dataclass(frozen=True)
 class PathPrediction:
     """Whole-image classification of one file (``probs`` None when it could not be read)."""
@@ -119,7 +109,7 @@ def classify_detections(clf: Classifier, results: DetectionResults, image_root: 
     """Classify every kept detection's crop (crops batched across images)."""
     out: list[CropPrediction] = []
     side = max(clf.spec.input_hw) * 4
-    for batch in _batched(iter_crops(results, image_root, crop_cfg, max_side=side), batch_size):
+    for batch in batched(iter_crops(results, image_root, crop_cfg, max_side=side), batch_size):
         probs = predict_arrays(clf, [c.pixels for c in batch], tta=tta)
         out += [CropPrediction(c.file, c.detection_index, c.detection, tuple(map(float, p)))
                 for c, p in zip(batch, probs)]
@@ -132,7 +122,7 @@ def classify_paths(clf: Classifier, paths: list[Path], *, batch_size: int = 32, 
                    progress: Callable[[int], None] | None = None) -> list[PathPrediction]:
     """Classify whole images; unreadable ones are recorded with their failure, never fatal."""
     out: list[PathPrediction] = []
-    for batch in _batched(paths, batch_size):
+    for batch in batched(paths, batch_size):
         loaded = [load_image(p, max_side=max(clf.spec.input_hw) * 2) for p in batch]
         good = [im for im in loaded if im.ok]
         probs = iter(predict_arrays(clf, [im.pixels for im in good], tta=tta))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from camtrap.batching import batched
 from camtrap.images import load_image
 from camtrap.results import Detection, DetectionCategory, FrameDetections
 from detector.mdjson import DetectionResults, read_results, write_results
@@ -148,17 +149,6 @@ def _prepared(files: list[tuple[str, Path]], spec: DetectorSpec, cfg: DetectConf
         yield from pool.imap(prepare, jobs, chunksize=4)
 
 
-def _batches(items: Iterable[Letterboxed], size: int) -> Iterator[list[Letterboxed]]:
-    batch: list[Letterboxed] = []
-    for it in items:
-        batch.append(it)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name + ".checkpoint.json")
 
@@ -184,7 +174,7 @@ def detect_files(detector: Detector, files: list[tuple[str, Path]], cfg: DetectC
         progress(len(done))
     todo = [(f, p) for f, p in files if f not in done]
     since = 0
-    for batch in _batches(_prepared(todo, detector.spec, cfg), cfg.batch_size):
+    for batch in batched(_prepared(todo, detector.spec, cfg), cfg.batch_size):
         for frame in detect_batch(detector, batch, cfg.output_threshold):
             done[frame.file] = frame
         since += len(batch)

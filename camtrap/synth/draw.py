@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camtrap.synth.species import Build, SpeciesLook, Texture
+from camtrap.synth.species import Build, Horns, SpeciesLook, Texture
 
 __all__ = ["Site", "Tree", "AnimalPose", "make_site", "strip_height", "render_frame"]
 
@@ -151,7 +151,25 @@ def _body_parts(look: SpeciesLook, length: float, facing: int, phase: float) -> 
         "head": (head_c, (head_l / 2, head_l * 0.3)),
         "tail": ((-facing * 0.48 * length, cy - bh * 0.1), (-facing * 0.58 * length, cy + bh * 0.4)),
         "trunk": (head_c, (head_c[0] + facing * head_l * 0.4, -leg * 0.15)) if look.trunk else None,
+        "horns": _horns(look.horns, head_c, head_l, facing),
+        "body_angle": -facing * look.back_slope_deg,
     }
+
+
+_HORN_SHAPES = {  # polyline from the horn base, in head lengths; x is backwards from the facing direction
+    Horns.CURVED: ((0.0, 0.0), (0.25, -0.15), (0.2, -0.45)),
+    Horns.BRACKET: ((0.0, 0.0), (0.0, -0.45), (0.3, -0.55)),
+    Horns.LYRE: ((0.0, 0.0), (0.15, -0.5), (0.0, -0.9), (0.15, -1.3)),
+    Horns.SPIKE: ((0.0, 0.0), (0.3, -0.7)),
+}
+
+
+def _horns(style: Horns, head_c: tuple[float, float], head_l: float, facing: int) -> list[tuple[float, float]]:
+    """Horn polyline points (empty for hornless species)."""
+    if style is Horns.NONE:
+        return []
+    bx, by = head_c[0] - facing * head_l * 0.15, head_c[1] - head_l * 0.25
+    return [(bx - facing * x * head_l, by + y * head_l) for x, y in _HORN_SHAPES[style]]
 
 
 def _texture(canvas: np.ndarray, body_mask: np.ndarray, look: SpeciesLook, length: float,
@@ -195,7 +213,7 @@ def _draw_local(look: SpeciesLook, length: float, facing: int, phase: float,
     """Render one animal on its own canvas; returns colour, mask, the ground point and the eye position."""
     parts = _body_parts(look, length, facing, phase)
     reach = length * (0.8 + look.neck_length + look.head_size)
-    tall = length * (look.body_aspect * (1 + look.leg_length) + look.neck_length + look.head_size) + 4
+    tall = length * (look.body_aspect * (1 + look.leg_length) + look.neck_length + 2.5 * look.head_size) + 4
     w, h = int(2 * reach) + 8, int(tall) + 8
     ox, oy = w / 2, h - 3
     colour = np.zeros((h, w, 3), np.uint8)
@@ -204,7 +222,7 @@ def _draw_local(look: SpeciesLook, length: float, facing: int, phase: float,
     (bc, baxes) = parts["body"]
     axes = (max(1, int(baxes[0])), max(1, int(baxes[1])))
     for target, value in ((mask, 255), (body_mask, 255), (colour, look.body_bgr)):
-        cv2.ellipse(target, _pt(bc, ox, oy), axes, 0, 0, 360, value, -1)
+        cv2.ellipse(target, _pt(bc, ox, oy), axes, parts["body_angle"], 0, 360, value, -1)
     if look.neck_length > 0:
         ns, ne = parts["neck"]
         for target, value in ((mask, 255), (colour, look.body_bgr)):
@@ -225,6 +243,15 @@ def _draw_local(look: SpeciesLook, length: float, facing: int, phase: float,
         cv2.ellipse(target, _pt(hc, ox, oy), (max(1, int(haxes[0])), max(1, int(haxes[1]))), 0, 0, 360, value, -1)
         tail = parts["tail"]
         cv2.line(target, _pt(tail[0], ox, oy), _pt(tail[1], ox, oy), value, max(1, parts["leg_w"] // 2))
+    dark = (35, 35, 38)
+    if look.tail_tuft:
+        for target, value in ((mask, 255), (colour, dark)):
+            cv2.circle(target, _pt(parts["tail"][1], ox, oy), max(1, int(parts["leg_w"] * 0.8)), value, -1)
+    if parts["horns"]:
+        pts = np.array([_pt(p, ox, oy) for p in parts["horns"]], np.int32)
+        width = max(1, int(look.head_size * length * (0.12 if look.horns in (Horns.CURVED, Horns.BRACKET) else 0.07)))
+        for target, value in ((mask, 255), (colour, dark)):
+            cv2.polylines(target, [pts], False, value, width)
         if parts["trunk"] is not None:
             cv2.line(target, _pt(parts["trunk"][0], ox, oy), _pt(parts["trunk"][1], ox, oy), value, parts["neck_w"])
     shade = np.linspace(1.15, 0.8, h, dtype=np.float32)[:, None, None]
