@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from camtrap.fileio import DataError
 from camtrap.metric import SubmissionError
-from submission.commands import UsageError, classify, data, demo, detect, run
+from submission.commands import UsageError, analysis, classify, data, demo, detect, run
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = (data, demo, detect, classify, run)
+COMMAND_MODULES = (data, demo, detect, classify, run, analysis)
 
 
 def build_parser() -> argparse.ArgumentParser:

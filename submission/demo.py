@@ -36,7 +36,7 @@ from submission.baselines import one_stage_submission, prior_submission
 from submission.package import build_package, run_submission
 from submission.pipeline import PipelineConfig, collect_evidence
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "run_demo", "ensure_models", "format_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,17 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), say: Callable[[str], Non
     data_root, models = out / "data", out / "models"
     _step("synthetic dataset", data_root / "synth.json",
           lambda: generate(cfg.synth, data_root, workers=cfg.workers), say)
+    train = ensure_models(data_root, models, cfg, say)
+    _step("package submission.zip", out / "submission.zip", lambda: build_package(
+        models / "detector.pt", models / "classifier.pt", models / "fusion.json", out / "submission.zip"), say)
+    _step("run submission.zip offline on the test season", out / "submission.csv",
+          lambda: run_submission(out / "submission.zip", data_root / "test" / "data", out / "submission.csv"), say)
+    return _write_scores(out, data_root, train, models, cfg)
+
+
+def ensure_models(data_root: Path, models: Path, cfg: DemoConfig, say: Callable[[str], None] = print):
+    """Train whatever of detector, crop classifier, fusion and one-stage classifier is missing under ``models``
+    (on the training seasons of ``data_root``); returns the training set."""
     train = read_train(data_root / "train" / "train_metadata.csv", data_root / "train" / "train_labels.csv",
                        data_root / "train")  # fmt: skip
     boxes = data_root / "lila" / "SnapshotSerengetiBboxes_synth.json"
@@ -83,7 +94,8 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), say: Callable[[str], Non
           lambda: train_detector(train, boxes, models / "detector.pt", det_cfg, work_dir=models / "detector-work"), say)
     detections = models / "train_detections.json"
     files = list(zip(train.frames["file_name"], train.image_paths()))
-    _step("detect on training frames", detections, lambda: detect_files(
+    _step("detect on training frames", models / "classifier.pt" if (models / "classifier.pt").exists() else detections,
+          lambda: detect_files(
         load_detector(models / "detector.pt", device="cpu"), files, DetectConfig(workers=cfg.workers), out=detections,
         resume=True), say)  # fmt: skip
     clf_cfg = ClassifierTrainConfig(input_size=cfg.classifier_size, epochs=cfg.classifier_epochs, lr=0.002,
@@ -92,14 +104,10 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), say: Callable[[str], Non
         crop_samples(train, read_results(detections), threshold=0.2, margin=clf_cfg.margin), models / "classifier.pt",
         clf_cfg, cache_dir=models / "cache"), say)  # fmt: skip
     _step("fit fusion on the validation season", models / "fusion.json", lambda: _fit_fusion(train, models), say)
-    _step("package submission.zip", out / "submission.zip", lambda: build_package(
-        models / "detector.pt", models / "classifier.pt", models / "fusion.json", out / "submission.zip"), say)
-    _step("run submission.zip offline on the test season", out / "submission.csv",
-          lambda: run_submission(out / "submission.zip", data_root / "test" / "data", out / "submission.csv"), say)
     one_cfg = ClassifierTrainConfig(input_size=cfg.one_stage_size, epochs=cfg.one_stage_epochs, lr=0.002, device="cpu")
     _step("train one-stage whole-frame classifier", models / "one_stage.pt", lambda: train_classifier(
         frame_samples(train), models / "one_stage.pt", one_cfg, cache_dir=models / "cache"), say)  # fmt: skip
-    return _write_scores(out, data_root, train, models, cfg)
+    return train
 
 
 def _fit_fusion(train, models: Path) -> None:

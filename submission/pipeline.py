@@ -22,7 +22,7 @@ from camtrap.fileio import atomic_write_csv
 from camtrap.labels import COLUMNS, SPECIES
 from camtrap.metric import validate_submission
 from camtrap.results import CropPrediction, DetectionCategory, FrameDetections
-from classifier.predict import Classifier, classify_detections
+from classifier.predict import Classifier, classify_detections, with_classifications
 from detector.crops import CropConfig
 from detector.mdjson import DetectionResults
 from detector.model import Detector
@@ -104,7 +104,17 @@ def _chunk_evidence(chunk: SequenceSet, detector: Detector, classifier: Classifi
     times.images += len(files)
     times.crops += len(preds)
     times.failed_images += sum(1 for f in results.frames if not f.ok)
-    return gather_evidence(chunk, list(results.frames), preds, _species_matrix(classifier, preds)), results
+    evidence = gather_evidence(chunk, list(results.frames), preds, _species_matrix(classifier, preds))
+    return evidence, with_classifications(results, preds, classifier.spec.classes)
+
+
+def _merge(parts: list[DetectionResults], detector: Detector) -> DetectionResults:
+    """One results object (frames and classifications) from per-chunk ones."""
+    frames = tuple(f for r in parts for f in r.frames)
+    classes = next((r.classification_categories for r in parts if r.classification_categories), None)
+    per_det = {k: v for r in parts for k, v in (r.classifications or {}).items()}
+    meta = {"image_size": detector.spec.input_size, "typical_detection_threshold": detector.spec.typical_threshold}
+    return DetectionResults(frames, detector.spec.name, meta, classes, per_det or None)
 
 
 def collect_evidence(part: SequenceSet, detector: Detector, classifier: Classifier, cfg: PipelineConfig,
@@ -112,14 +122,14 @@ def collect_evidence(part: SequenceSet, detector: Detector, classifier: Classifi
     """Evidence for every sequence of ``part`` (e.g. a validation season, to fit fusion on)."""
     times = times or StageTimes()
     evidence: list[SequenceEvidence] = []
-    frames: list[FrameDetections] = []
+    parts: list[DetectionResults] = []
     seq_ids = list(part.seq_ids)
     for k in range(0, len(seq_ids), cfg.chunk_sequences):
         ev, results = _chunk_evidence(part.subset(seq_ids[k : k + cfg.chunk_sequences]), detector, classifier, cfg,
                                       times)  # fmt: skip
         evidence += ev
-        frames += results.frames
-    return evidence, DetectionResults(tuple(frames), detector.spec.name)
+        parts.append(results)
+    return evidence, _merge(parts, detector)
 
 
 def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classifier, fusion: FusionModel,
@@ -130,7 +140,7 @@ def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classif
     start = time.perf_counter()
     seq_ids = list(part.seq_ids)
     rows: dict[str, np.ndarray] = {}
-    all_frames: list[FrameDetections] = []
+    parts: list[DetectionResults] = []
     for k in range(0, len(seq_ids), cfg.chunk_sequences):
         if cfg.time_budget_s is not None and time.perf_counter() - start > cfg.time_budget_s:
             log.warning("time budget of %.0f s spent: %d sequences get the class priors", cfg.time_budget_s,
@@ -142,7 +152,7 @@ def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classif
         for ev, row in zip(evidence, fuse_all(evidence, fusion)):
             rows[ev.seq_id] = row
         times.fuse += time.perf_counter() - t0
-        all_frames += results.frames
+        parts.append(results)
         if progress:
             progress(len(evidence))
     priors = np.asarray(fusion.priors)
@@ -150,7 +160,7 @@ def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classif
     times.sequences += len(seq_ids)
     table = pd.DataFrame([rows.get(s, priors) for s in seq_ids], index=pd.Index(seq_ids, name="seq_id"),
                          columns=list(COLUMNS))  # fmt: skip
-    return table, DetectionResults(tuple(all_frames), detector.spec.name)
+    return table, _merge(parts, detector)
 
 
 def predict_submission(data_dir: Path, detector: Detector, classifier: Classifier, fusion: FusionModel,

@@ -93,3 +93,16 @@ def fitted_fusion(pipeline_synth, trained_detector, trained_classifier, tmp_path
                  "--classifier", str(trained_classifier), "--out", str(path), "--device", "cpu",
                  "--workers", "0", "--no-progress"]) == 0  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="session")
+def one_stage_classifier(pipeline_synth, tmp_path_factory: pytest.TempPathFactory):
+    """A whole-frame (one-stage) multi-label classifier on the pipeline data's training seasons."""
+    from camtrap.dataset import read_train
+    from classifier.data import frame_samples
+    from classifier.train import ClassifierTrainConfig, train
+
+    folder = tmp_path_factory.mktemp("one-stage")
+    data = read_train(pipeline_synth.train_metadata, pipeline_synth.train_labels, pipeline_synth.train_image_root)
+    cfg = ClassifierTrainConfig(input_size=128, epochs=3, lr=0.002, device="cpu")
+    return train(frame_samples(data), folder / "one_stage.pt", cfg, cache_dir=folder / "cache").model_path

@@ -8,9 +8,7 @@ import pytest
 
 from camtrap.dataset import read_labels, read_test, read_train
 from camtrap.metric import per_class_log_loss, read_submission, validate_submission
-from classifier.data import frame_samples
 from classifier.predict import load as load_classifier
-from classifier.train import ClassifierTrainConfig, train
 from fusion import FusionModel
 from fusion.fit import class_priors
 from submission.baselines import one_stage_submission, prior_submission
@@ -29,15 +27,13 @@ def two_stage(pipeline_synth, trained_detector, trained_classifier, fitted_fusio
     return read_submission(out)
 
 
-def test_two_stage_beats_prior_and_one_stage(pipeline_synth, two_stage, tmp_path):
+def test_two_stage_beats_prior_and_one_stage(pipeline_synth, two_stage, one_stage_classifier):
     labels = read_labels(pipeline_synth.test_labels)
     train_set = read_train(pipeline_synth.train_metadata, pipeline_synth.train_labels, pipeline_synth.train_image_root)
     two = per_class_log_loss(two_stage, labels)
     prior = per_class_log_loss(prior_submission(train_set.labels, labels.index), labels)
-    cfg = ClassifierTrainConfig(input_size=128, epochs=3, lr=0.002, device="cpu")
-    result = train(frame_samples(train_set), tmp_path / "one_stage.pt", cfg, cache_dir=tmp_path / "cache")
     test_set, _ = read_test(pipeline_synth.test_data)
-    one = per_class_log_loss(one_stage_submission(test_set, load_classifier(result.model_path, device="cpu"),
+    one = per_class_log_loss(one_stage_submission(test_set, load_classifier(one_stage_classifier, device="cpu"),
                                                   class_priors(train_set.labels)), labels)  # fmt: skip
     print(f"two-stage {two.mean():.5f} (empty {two['empty']:.4f}), one-stage {one.mean():.5f} "
           f"(empty {one['empty']:.4f}), prior {prior.mean():.5f} (empty {prior['empty']:.4f})")

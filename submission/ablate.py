@@ -1,0 +1,125 @@
+"""One-stage vs two-stage scoring, on the same season-based split, reported fairly and reproducibly.
+
+Rows: (a) one-stage, first frame only (the seed benchmark), (b) one-stage, all frames pooled, (c) two-stage
+(detector + crop classifier + calibrated fusion), (d) two-stage with fusion ablated (no calibration; a raw
+threshold on the detector decides empty).  Each row: the metric, per-class log loss, the ROC AUC of
+``empty`` and images/s.  Written as ``ablation.json`` (one record per row), ``ablation_config.json`` (the
+configuration and the sha256 of every model, so a rerun can be checked) and ``report.md`` with plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from camtrap.dataset import read_labels, read_test
+from camtrap.fileio import atomic_write_json, atomic_write_text
+from camtrap.labels import COLUMNS, EMPTY
+from camtrap.metric import per_class_log_loss
+from classifier.predict import load as load_classifier
+from detector.model import load as load_detector
+from detector.predict import DetectConfig
+from fusion import FusionConfig, FusionModel, fuse_all
+from submission.baselines import one_stage_submission
+from submission.demo import DemoConfig, ensure_models
+from submission.pipeline import PipelineConfig, collect_evidence
+
+__all__ = ["AblationRow", "roc_auc", "run_ablation"]
+
+MODEL_FILES = ("detector.pt", "classifier.pt", "fusion.json", "one_stage.pt")
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One approach's results on the evaluation sequences."""
+
+    name: str
+    description: str
+    score: float
+    empty_loss: float
+    empty_auc: float
+    images_per_s: float
+    images: int
+    per_class: dict[str, float]
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (probability a positive outranks a negative; ties count half)."""
+    y, score = np.asarray(y, bool), np.asarray(score, float)
+    pos, neg = score[y], score[~y]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    allv = np.concatenate([pos, neg])
+    for v in np.unique(allv):  # average ranks over ties
+        tie = allv == v
+        ranks[tie] = ranks[tie].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def _row(name: str, description: str, pred: pd.DataFrame, labels: pd.DataFrame, seconds: float,
+         images: int) -> AblationRow:  # fmt: skip
+    losses = per_class_log_loss(pred.loc[labels.index], labels)
+    auc = roc_auc(labels[EMPTY].to_numpy() == 1, pred.loc[labels.index, EMPTY].to_numpy())
+    return AblationRow(name, description, float(losses.mean()), float(losses[EMPTY]), auc,
+                       images / seconds if seconds > 0 else float("nan"), images,
+                       {k: float(v) for k, v in losses.items()})  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_ablation(data_root: Path, models: Path, out: Path, cfg: DemoConfig = DemoConfig()) -> list[AblationRow]:  # noqa: B008
+    """Train missing models on the training seasons, evaluate the four approaches on the test season."""
+    train = ensure_models(data_root, models, cfg)
+    test, _ = read_test(data_root / "test" / "data")
+    labels = read_labels(data_root / "test" / "test_labels.csv")
+    test = test.subset(list(labels.index))
+    priors = FusionModel.load(models / "fusion.json").priors
+    one = load_classifier(models / "one_stage.pt", device="cpu")
+    rows, preds = [], {}
+    for first, name, text in ((True, "one_stage_first_frame", "one-stage, first frame only (seed benchmark)"),
+                              (False, "one_stage_all_frames", "one-stage, all frames pooled")):  # fmt: skip
+        t0 = time.perf_counter()
+        pred = one_stage_submission(test, one, priors, first_frame_only=first)
+        n = test.frames["seq_id"].nunique() if first else len(test.frames)
+        rows.append(_row(name, text, pred, labels, time.perf_counter() - t0, n))
+        preds[name] = pred
+    t0 = time.perf_counter()
+    pipeline = PipelineConfig(detect=DetectConfig(workers=cfg.workers, read_datetime=False))
+    evidence, _ = collect_evidence(test, load_detector(models / "detector.pt", device="cpu"),
+                                   load_classifier(models / "classifier.pt", device="cpu"), pipeline)
+    seconds = time.perf_counter() - t0
+    fusion = FusionModel.load(models / "fusion.json")
+    raw = dataclasses.replace(fusion, config=dataclasses.replace(fusion.config, calibrate=False))
+    ids = pd.Index([ev.seq_id for ev in evidence], name="seq_id")
+    for model, name, text in ((fusion, "two_stage", "two-stage: detector + crop classifier + calibrated fusion"),
+                              (raw, "two_stage_uncalibrated", "two-stage, fusion ablated (raw threshold for empty)")):
+        pred = pd.DataFrame(fuse_all(evidence, model), index=ids, columns=list(COLUMNS))
+        rows.append(_row(name, text, pred, labels, seconds, len(test.frames)))
+        preds[name] = pred
+    _write(out, rows, preds, labels, models, data_root, cfg, len(train.seq_ids))
+    return rows
+
+
+def _write(out: Path, rows: list[AblationRow], preds: dict[str, pd.DataFrame], labels: pd.DataFrame, models: Path,
+           data_root: Path, cfg: DemoConfig, n_train: int) -> None:  # fmt: skip
+    from submission.report import ablation_markdown, ablation_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "ablation.json", [dataclasses.asdict(r) for r in rows])
+    config = {"data": str(data_root), "train_sequences": n_train, "test_sequences": len(labels),
+              "demo_config": dataclasses.asdict(cfg), "fusion_uncalibrated": FusionConfig(calibrate=False).to_dict(),
+              "models": {f: _sha256(models / f) for f in MODEL_FILES}}  # fmt: skip
+    atomic_write_json(out / "ablation_config.json", config)
+    plots = ablation_plots(out, rows, preds, labels)
+    atomic_write_text(out / "report.md", ablation_markdown(rows, config, plots))

@@ -1,0 +1,95 @@
+"""Subcommands for ecologists and research: ``review`` (static crop review site), ``ablate`` (one-stage vs
+two-stage), ``evaluate`` (the full pipeline on labelled photos)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from camtrap.dataset import read_metadata
+from camtrap.metric import read_submission
+from detector.mdjson import read_results
+from submission.commands import UsageError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``review``, ``ablate`` and ``evaluate`` to the ``hakuna`` parser."""
+    p = sub.add_parser("review", help="write a static HTML review site of crops, sequences and failures")
+    p.add_argument("--results", required=True, type=Path, help="results JSON (with classifications)")
+    p.add_argument("--images", required=True, type=Path, help="image root of the results")
+    p.add_argument("--predictions", type=Path, help="fused sequence probabilities (submission.csv)")
+    p.add_argument("--metadata", type=Path, help="file -> seq_id table (default: IMAGES/test_metadata.csv if present)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_review)
+
+    p = sub.add_parser("ablate", help="one-stage vs two-stage (and fusion ablated) on the same season split")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder with train/ and test/ (as `synth` writes)")
+    p.add_argument("--models", type=Path, help="models folder (default OUT/models; missing models are trained)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0, help="recorded with the run; training is seeded with it")
+    p.set_defaults(handler=_ablate)
+
+    p = sub.add_parser("evaluate", help="run the full pipeline on labelled photos (path,label[,seq_id] CSV)")
+    p.add_argument("--images-csv", required=True, type=Path)
+    p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
+    p.add_argument("--detector", required=True, type=Path)
+    p.add_argument("--classifier", required=True, type=Path)
+    p.add_argument("--fusion", required=True, type=Path)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.set_defaults(handler=_evaluate)
+
+
+def _review(args: argparse.Namespace) -> int:
+    from submission.review import build_review
+
+    results = read_results(args.results)
+    meta_path = args.metadata or (args.images / "test_metadata.csv")
+    seq_of = None
+    if meta_path.exists():
+        meta = read_metadata(meta_path)
+        seq_of = dict(zip(meta["file_name"], meta["seq_id"]))
+    elif args.metadata:
+        raise UsageError(f"--metadata {args.metadata} not found")
+    preds = read_submission(args.predictions) if args.predictions else None
+    with tqdm(total=len(results.frames), desc="review", unit="img", disable=args.no_progress) as bar:
+        index = build_review(results, args.images, args.out, seq_of=seq_of, predictions=preds, progress=bar.update)
+    print(f"review site -> {index}")
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from submission.ablate import run_ablation
+    from submission.demo import DemoConfig
+    from submission.report import ablation_table
+
+    cfg = DemoConfig()
+    cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, seed=args.seed))
+    rows = run_ablation(args.data, args.models or args.out / "models", args.out, cfg)
+    print(ablation_table(rows))
+    print(f"report -> {args.out / 'report.md'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from classifier.predict import load as load_classifier
+    from detector.model import load as load_detector
+    from detector.predict import DetectConfig
+    from fusion import FusionModel
+    from submission.evaluate import evaluate_predictions, images_csv_as_sequences
+    from submission.pipeline import PipelineConfig, predict_sequences
+
+    part = images_csv_as_sequences(args.images_csv, args.root)
+    device = None if args.device == "auto" else args.device
+    cfg = PipelineConfig(detect=DetectConfig(workers=args.workers, read_datetime=False))
+    pred, _ = predict_sequences(part, load_detector(args.detector, device=device),
+                                load_classifier(args.classifier, device=device), FusionModel.load(args.fusion), cfg)
+    print(evaluate_predictions(pred, part.labels).summary())
+    return 0

@@ -1,0 +1,76 @@
+"""Evaluating the full pipeline on labelled photos given as a ``path,label[,seq_id]`` CSV (an ecologist's
+simplest format): top-1, the competition metric and the most frequent confusions."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from camtrap.dataset import ImageLayout, SequenceSet, check_metadata
+from camtrap.fileio import DataError
+from camtrap.labels import COLUMNS
+from camtrap.metric import per_class_log_loss
+
+__all__ = ["EvaluationReport", "images_csv_as_sequences", "evaluate_predictions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """How the pipeline did on labelled sequences."""
+
+    sequences: int
+    top1: float  # highest-probability column is one of the sequence's labels
+    score: float  # mean binary log loss over the 54 columns
+    per_class: dict[str, float]
+    confusions: tuple[tuple[str, str, int], ...]  # (true, predicted, count), most frequent first
+
+    def summary(self) -> str:
+        lines = [f"{self.sequences} labelled sequences: top-1 {self.top1:.3f}, metric {self.score:.5f}"]
+        if self.confusions:
+            lines.append("most frequent confusions (true -> predicted: count):")
+            lines += [f"  {t} -> {p}: {n}" for t, p, n in self.confusions]
+        return "\n".join(lines)
+
+
+def images_csv_as_sequences(csv_path: str | os.PathLike[str], root: Path | None = None) -> SequenceSet:
+    """Read ``path,label[,seq_id]`` rows as a labelled sequence set (each image its own sequence when there is no
+    ``seq_id``); rows whose label is not one of the 54 columns are skipped and counted."""
+    csv_path = Path(csv_path)
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    for col in ("path", "label"):
+        if col not in df.columns:
+            raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)
+    known = df["label"].isin(COLUMNS)
+    if (~known).any():
+        log.info("%s: %d row(s) with labels that are not columns skipped", csv_path.name, int((~known).sum()))
+    df = df[known]
+    seq = df["seq_id"] if "seq_id" in df.columns else df["path"]
+    frames = check_metadata(pd.DataFrame({"seq_id": seq.to_numpy(), "file_name": df["path"].to_numpy()}), csv_path)
+    labels = pd.crosstab(seq.to_numpy(), df["label"].to_numpy()).clip(upper=1)
+    labels = labels.reindex(columns=list(COLUMNS), fill_value=0).astype(np.int8)
+    labels.index.name = "seq_id"
+    labels = labels.loc[frames["seq_id"].unique()]
+    return SequenceSet(frames, labels, root or csv_path.parent, ImageLayout.FLAT)
+
+
+def evaluate_predictions(pred: pd.DataFrame, labels: pd.DataFrame, top_confusions: int = 10) -> EvaluationReport:
+    """Score sequence predictions (seq_id x 54 columns) against labels."""
+    per_class = per_class_log_loss(pred.loc[labels.index], labels)
+    best = pred.loc[labels.index, list(COLUMNS)].to_numpy().argmax(axis=1)
+    y = labels[list(COLUMNS)].to_numpy()
+    hits = y[np.arange(len(y)), best] == 1
+    confusions: collections.Counter = collections.Counter()
+    for row, b, hit in zip(y, best, hits):
+        if not hit:
+            confusions[(COLUMNS[int(np.argmax(row))], COLUMNS[int(b)])] += 1
+    return EvaluationReport(len(labels), float(hits.mean()) if len(hits) else float("nan"), float(per_class.mean()),
+                            {k: float(v) for k, v in per_class.items()},
+                            tuple((t, p, n) for (t, p), n in confusions.most_common(top_confusions)))  # fmt: skip

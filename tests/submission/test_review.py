@@ -1,0 +1,120 @@
+"""The review site, checked in a real headless browser (Debian's chromium driven by Playwright)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from camtrap.dataset import read_labels, read_test
+from camtrap.labels import SPECIES
+from camtrap.lila import read_lila_boxes
+from camtrap.results import CropPrediction
+from camtrap.synth import SynthConfig, generate
+from classifier.predict import with_classifications
+from detector.mdjson import results_from_boxes
+from submission.review import build_review
+
+
+def _species_by_file(boxes_json):
+    """The generator's species for each box, in file order (the order results_from_boxes keeps)."""
+    raw = json.loads(boxes_json.read_text())
+    files = {im["id"]: im["file_name"] for im in raw["images"]}
+    out = {}
+    for ann in raw["annotations"]:
+        if "bbox" in ann:
+            out.setdefault(files[ann["image_id"]], []).append(ann["species"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("review")
+    out = generate(SynthConfig(sequences=60, seed=5, size=(320, 240)), root / "data")
+    test, _ = read_test(out.test_data)
+    results = results_from_boxes(list(test.frames["file_name"]), read_lila_boxes(out.boxes_json))
+    species = _species_by_file(out.boxes_json)
+    rng = np.random.default_rng(0)
+    preds = []
+    for frame in results.frames:
+        for i, det in enumerate(frame.detections):
+            probs = np.full(len(SPECIES), 0.002)
+            probs[SPECIES.index(species[frame.file][i])] = rng.uniform(0.05, 0.99)
+            preds.append(CropPrediction(frame.file, i, det, tuple(probs / probs.sum())))
+    results = with_classifications(results, preds, SPECIES)
+    broken = test.frames["file_name"].iat[0]
+    (out.test_data / broken).write_bytes(b"")
+    fused = read_labels(out.test_labels).astype(float).clip(0.01, 0.97)
+    seq_of = dict(zip(test.frames["file_name"], test.frames["seq_id"]))
+    index = build_review(results, out.test_data, root / "site", seq_of=seq_of, predictions=fused)
+    return index, preds, broken
+
+
+def test_site_files_and_thumbnails(site):
+    index, preds, _ = site
+    data = json.loads(index.with_name("data.js").read_text().split("=", 1)[1].rstrip(";\n"))
+    assert len(data["crops"]) == len(preds)
+    assert all((index.parent / c["thumb"]).is_file() for c in data["crops"])
+    probs = [c["prob"] for c in data["crops"]]
+    assert probs == sorted(probs, reverse=True)
+
+
+@pytest.fixture(scope="module")
+def page(site):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by `make test`")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (`make test` installs it where it can)")
+    index, preds, broken = site
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])  # fmt: skip
+        pg = browser.new_page()
+        errors = []
+        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(index.as_uri())
+        pg.wait_for_selector(".crop")
+        yield pg, errors, preds, broken
+        browser.close()
+
+
+def test_loads_without_console_errors(page):
+    pg, errors, preds, broken = page
+    assert errors == []
+    assert pg.locator(".crop").count() == len(preds)
+    assert broken in pg.locator("#failure-rows").inner_text()
+
+
+def test_filters_change_what_is_shown(page):
+    pg, errors, preds, _ = page
+    top = {}
+    for p in preds:
+        sp = SPECIES[int(np.argmax(p.probs))]
+        top[sp] = top.get(sp, 0) + 1
+    species = min(top, key=top.get)
+    pg.select_option("#species", species)
+    assert pg.locator(".crop").count() == top[species]
+    pg.select_option("#species", "")
+    pg.fill("#min-conf", "0.7")
+    pg.dispatch_event("#min-conf", "input")
+    confident = sum(1 for p in preds if max(p.probs) >= 0.7)
+    assert pg.locator(".crop").count() == confident < len(preds)
+    pg.fill("#min-conf", "0")
+    pg.dispatch_event("#min-conf", "input")
+    assert errors == []
+
+
+def test_click_opens_sequence_view(page):
+    pg, errors, _, _ = page
+    first = pg.locator(".crop").first
+    seq = first.get_attribute("data-seq")
+    first.click()
+    assert pg.locator("#sequence").is_visible()
+    assert pg.locator("#seq-title").inner_text() == seq
+    assert pg.locator("#frames .frame").count() >= 1 and pg.locator("#frames .box").count() >= 1
+    assert "Sequence probabilities" in pg.locator("#fused").inner_text()
+    pg.click("#close")
+    assert not pg.locator("#sequence").is_visible()
+    assert errors == []
