@@ -46,12 +46,12 @@ class DemoConfig:
     """Sizes chosen so the whole demo fits in about ten minutes on two CPU cores."""
 
     synth: SynthConfig = SynthConfig(sequences=400, seed=0, size=(768, 576))
-    detector_epochs: int = 30
+    detector_epochs: int = 20
     detector_imgsz: int = 256
     classifier_epochs: int = 5
     classifier_size: int = 112
-    one_stage_epochs: int = 3
-    one_stage_size: int = 128
+    one_stage_epochs: int = 2
+    one_stage_size: int = 96
     workers: int = 2
 
 

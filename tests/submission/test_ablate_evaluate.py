@@ -53,4 +53,4 @@ def test_evaluate_on_real_photos(models, capsys):
                  "--fusion", str(models / "fusion.json"), "--device", "cpu", "--workers", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     first = out.splitlines()[0]
-    assert first.startswith("126 labelled sequences: top-1 ") and "metric" in first
+    assert first.startswith("128 labelled sequences: top-1 ") and "metric" in first

@@ -18,6 +18,21 @@ from submission.package import build_package, run_submission
 pytestmark = pytest.mark.slow
 
 
+def _copy_subset(src, dest, n_sequences):
+    """A test folder with the first ``n_sequences`` sequences of ``src`` (metadata, format and images)."""
+    frames, fmt = read_test(src)
+    keep = list(fmt.index[:n_sequences])
+    dest.mkdir(parents=True)
+    meta = pd.read_csv(src / "test_metadata.csv", dtype=str)
+    meta = meta[meta["seq_id"].isin(keep)]
+    meta.to_csv(dest / "test_metadata.csv", index=False)
+    fmt.loc[keep].to_csv(dest / "submission_format.csv")
+    for f in meta["file_name"]:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / f, dest / f)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def two_stage(pipeline_synth, trained_detector, trained_classifier, fitted_fusion, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "submission.csv"
@@ -49,7 +64,7 @@ def test_package_runs_offline_like_predict(pipeline_synth, trained_detector, tra
     names = zipfile.ZipFile(zip_path).namelist()
     assert "main.py" in names and "assets/detector.onnx" in names and "assets/classifier.onnx" in names
     assert not any(n.startswith("code/camtrap/synth/") or n.startswith("tests/") for n in names)
-    data = pipeline_synth.test_data
+    data = _copy_subset(pipeline_synth.test_data, tmp_path / "data", 30)
     before = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*"))
     out = run_submission(zip_path, data, tmp_path / "run" / "submission.csv", offline=True)
     assert sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*")) == before  # data untouched
@@ -69,8 +84,7 @@ def test_package_runs_offline_like_predict(pipeline_synth, trained_detector, tra
 
 def test_missing_and_corrupt_images_still_give_every_row(pipeline_synth, trained_detector, trained_classifier,
                                                          fitted_fusion, tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(pipeline_synth.test_data, data)
+    data = _copy_subset(pipeline_synth.test_data, tmp_path / "data", 20)
     test_set, fmt = read_test(data)
     files = test_set.frames["file_name"].tolist()
     (data / files[0]).unlink()  # missing
