@@ -31,9 +31,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "code"))
 
-from submission.runner import run_packaged  # noqa: E402
+if __name__ == "__main__":  # image-decoding workers are spawned and re-import this file: run only once
+    from submission.runner import run_packaged
 
-sys.exit(run_packaged(HERE))
+    sys.exit(run_packaged(HERE))
 '''
 
 

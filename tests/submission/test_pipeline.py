@@ -67,6 +67,8 @@ def test_package_runs_offline_like_predict(pipeline_synth, trained_detector, tra
     data = _copy_subset(pipeline_synth.test_data, tmp_path / "data", 30)
     before = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*"))
     out = run_submission(zip_path, data, tmp_path / "run" / "submission.csv", offline=True)
+    log = out.with_suffix(".log").read_text()
+    assert log.count("Hakuna 0.1.0: data") == 1 and "done in" in log  # spawned workers must not rerun main.py
     assert sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*")) == before  # data untouched
     packaged = read_submission(out)
     _, fmt = read_test(data)
