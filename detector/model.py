@@ -182,9 +182,8 @@ class OnnxDetector:
         import onnxruntime as ort
 
         self.spec = spec
-        available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in available:
+        if device != "cpu" and cuda_available_to_onnxruntime():
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -197,13 +196,21 @@ class OnnxDetector:
         return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
 
 
+def cuda_available_to_onnxruntime() -> bool:
+    """onnxruntime-gpu lists its CUDA provider even on machines without a GPU; ask for a driver too."""
+    import shutil
+
+    import onnxruntime as ort
+
+    has_driver = os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
+    return has_driver and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def _default_device() -> str:
     try:
         import torch
     except ImportError:  # the ONNX-only runner
-        import onnxruntime as ort
-
-        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        return "cuda" if cuda_available_to_onnxruntime() else "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

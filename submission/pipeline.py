@@ -178,8 +178,11 @@ def predict_submission(data_dir: Path, detector: Detector, classifier: Classifie
                     len(missing))  # fmt: skip
     part = part.subset([s for s in fmt.index if s in known])
     table, results = predict_sequences(part, detector, classifier, fusion, cfg, progress=progress, times=times)
-    priors = pd.DataFrame([fusion.priors] * len(missing), index=pd.Index(missing, name="seq_id"), columns=list(COLUMNS))
-    sub = pd.concat([table, priors]).loc[fmt.index, list(fmt.columns)]
+    if missing:
+        priors = pd.DataFrame([fusion.priors] * len(missing), index=pd.Index(missing, name="seq_id"),
+                              columns=list(COLUMNS), dtype=np.float64)  # fmt: skip
+        table = pd.concat([table, priors])
+    sub = table.loc[fmt.index, list(fmt.columns)].astype(np.float64)
     validate_submission(sub, fmt.index, source=str(out_csv))
     atomic_write_csv(out_csv, sub, float_format="%.10g")
     return sub, results
