@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BackboneInfo", "BACKBONES", "create", "imagenet_categories", "PretrainedUnavailable"]
+__all__ = ["BackboneInfo", "BACKBONES", "create", "head_parameters", "imagenet_categories", "PretrainedUnavailable"]
 
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,6 +116,16 @@ def _replace_head(model, info: BackboneInfo, num_classes: int) -> None:
     else:
         last = model.classifier[-1]
         model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+
+
+def head_parameters(model, name: str) -> list:
+    """The parameters of the (replaced) classification head, for a separate learning rate."""
+    info = BACKBONES[name]
+    if info.family == "lite":
+        return list(model._fc.parameters())
+    if info.name.startswith("resnet"):
+        return list(model.fc.parameters())
+    return list(model.classifier[-1].parameters())
 
 
 def create(name: str, num_classes: int | None, pretrained: bool | str | os.PathLike[str] = True):

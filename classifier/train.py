@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from classifier.augment import AugmentConfig, CachedImages
-from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, create
+from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, create, head_parameters
 from classifier.data import SampleSet, decode_cached
 from classifier.spec import ModelSpec, ResizePolicy
 
@@ -48,7 +48,8 @@ class ClassifierTrainConfig:
     pretrained: bool | str = True  # True, False, "download" or a weights file
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-3  # backbone learning rate
+    head_lr_mult: float = 1.0  # the new head's learning rate = lr * this (higher keeps pretrained features intact)
     weight_decay: float = 1e-4
     balance: str = "sqrt"
     label_smoothing: float = 0.05
@@ -194,9 +195,13 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
                                          shuffle=cfg.balance == "none", pin_memory=device.type == "cuda")  # fmt: skip
     val_loader = torch.utils.data.DataLoader(CachedImages(pixels, val_idx, targets, spec, None),
                                              batch_size=cfg.batch_size * 2, num_workers=cfg.workers)  # fmt: skip
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = {id(p) for p in head_parameters(model, cfg.backbone)}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in head], "lr": cfg.lr},
+              {"params": [p for p in model.parameters() if id(p) in head], "lr": cfg.lr * cfg.head_lr_mult}]
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1),
+                                                pct_start=0.15)  # fmt: skip
     last_path = out.with_name(out.stem + ".last.pt")
     start, history, best = 0, [], -1.0
     if resume and last_path.exists():
@@ -237,8 +242,9 @@ def compare_initialisations(samples: SampleSet, val_groups: tuple[str, ...], wor
     with identical data, split and schedule."""
     out: dict[str, float] = {}
     for name, pretrained in (("pretrained", True), ("scratch", False)):
-        cfg = ClassifierTrainConfig(backbone=backbone, input_size=size, epochs=epochs, batch_size=16, lr=1e-3,
-                                    pretrained=pretrained, val_groups=val_groups, device="cpu")  # fmt: skip
+        cfg = ClassifierTrainConfig(backbone=backbone, input_size=size, epochs=epochs, batch_size=16, lr=2e-4,
+                                    head_lr_mult=20, pretrained=pretrained, val_groups=val_groups,
+                                    device="cpu")  # fmt: skip
         result = train(samples, work / f"{name}.pt", cfg, cache_dir=work / "cache")
         out[name] = float(result.history[-1]["val_top1"])
         out["train_images"] = float(result.spec.training["train_samples"])

@@ -38,6 +38,7 @@ class ReviewConfig:
     frame_px: int = 640
     margin: float = 0.1
     top_fused: int = 5
+    min_box_conf: float = 0.1  # unclassified boxes below this are counted, not drawn
     title: str = "Hakuna review"
 
 
@@ -58,7 +59,7 @@ def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: 
                  seq: str, crops: list[dict]) -> dict:  # fmt: skip
     """Thumbnails of one frame and its classified detections; appends crop records to ``crops``."""
     names = results.classification_categories or {}
-    entry: dict = {"file": frame.file, "failure": frame.failure, "boxes": []}
+    entry: dict = {"file": frame.file, "failure": frame.failure, "boxes": [], "hidden": 0}
     if not frame.ok:
         return entry
     img = load_image(image_root / frame.file, max_side=max(cfg.frame_px * 2, 1024))
@@ -70,6 +71,9 @@ def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: 
     for i, det in enumerate(frame.detections):
         classes = (results.classifications or {}).get((frame.file, i))
         top3 = [[names.get(c, c), round(p, 4)] for c, p in (classes or ())[:3]]
+        if not top3 and det.conf < cfg.min_box_conf:
+            entry["hidden"] += 1
+            continue
         box = {"bbox": [round(v, 4) for v in det.bbox_xywh_norm], "conf": round(det.conf, 3),
                "category": det.category.label, "top3": top3}  # fmt: skip
         if top3:

@@ -71,6 +71,7 @@
       const top = b.top3.map(([s, p]) => `${s} ${p.toFixed(2)}`).join(", ");
       list.appendChild(el("li", {}, `box ${i + 1}: ${b.category} ${b.conf.toFixed(2)}${top ? " — " + top : ""}`));
     });
+    if (f.hidden) list.appendChild(el("li", {}, `${f.hidden} low-confidence box(es) not drawn`));
     box.appendChild(pic);
     box.appendChild(list);
     return box;
