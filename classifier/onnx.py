@@ -53,20 +53,13 @@ class OnnxClassifier:
     backend = "onnx"
 
     def __init__(self, path: Path, device: str | None = None) -> None:
-        import onnxruntime as ort
-
-        from detector.model import cuda_available_to_onnxruntime, onnx_metadata
+        from detector.model import onnx_metadata, onnx_session
 
         meta = onnx_metadata(path)
         if SPEC_KEY not in meta:
             raise ValueError(f"{path} has no Hakuna classifier spec in its metadata; export it with hakuna")
         self.spec = ModelSpec.from_json(meta[SPEC_KEY])
-        providers = ["CPUExecutionProvider"]
-        if device != "cpu" and cuda_available_to_onnxruntime():
-            providers.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        self.session = onnx_session(path, device)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {"images": batch.astype(np.float32)})[0])

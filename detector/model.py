@@ -133,14 +133,21 @@ def read_spec(path: Path, fallback_name: str | None = None) -> DetectorSpec | No
     return known.spec if known else None
 
 
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """Custom metadata of an ONNX file, read with onnxruntime (the offline runner has no ``onnx`` package)."""
+def onnx_session(path: Path, device: str | None = "cpu"):
+    """An onnxruntime session: CUDA provider first unless ``device`` is "cpu" or there is no GPU, then CPU."""
     import onnxruntime as ort
 
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and cuda_available_to_onnxruntime():
+        providers.insert(0, "CUDAExecutionProvider")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    return dict(session.get_modelmeta().custom_metadata_map)
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """Custom metadata of an ONNX file, read with onnxruntime (the offline runner has no ``onnx`` package)."""
+    return dict(onnx_session(path, "cpu").get_modelmeta().custom_metadata_map)
 
 
 class TorchDetector:
@@ -179,15 +186,8 @@ class OnnxDetector:
     backend = "onnx"
 
     def __init__(self, path: Path, spec: DetectorSpec, device: str) -> None:
-        import onnxruntime as ort
-
         self.spec = spec
-        providers = ["CPUExecutionProvider"]
-        if device != "cpu" and cuda_available_to_onnxruntime():
-            providers.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        self.session = onnx_session(path, device)
         self.input_name = self.session.get_inputs()[0].name
         self.fp16 = "float16" in self.session.get_inputs()[0].type
 
