@@ -206,7 +206,8 @@ def cuda_available_to_onnxruntime() -> bool:
     return has_driver and "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _default_device() -> str:
+def default_device() -> str:
+    """The device to run on: cuda when a GPU can be used (by torch, or by onnxruntime without torch), else cpu."""
     try:
         import torch
     except ImportError:  # the ONNX-only runner
@@ -225,7 +226,7 @@ def load(path: str | os.PathLike[str], *, device: str | None = None, spec: Detec
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detector weights not found: {path}")
-    device = device or _default_device()
+    device = device or default_device()
     if path.suffix == ".pt":
         kind = checkpoint_format(path)
         if kind == "yolov5":

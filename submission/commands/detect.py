@@ -9,10 +9,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from camtrap.dataset import ImageLayout, read_test, read_train
+from camtrap.dataset import read_metadata, read_train
 from detector.crops import CropConfig, export_crops
 from detector.mdjson import read_results
-from detector.model import export_onnx, load
+from detector.model import default_device, export_onnx, load
 from detector.predict import DetectConfig, detect_files, list_images
 from detector.train import ARCHITECTURES, DetectorTrainConfig, train
 from detector.weights import REGISTRY, fetch
@@ -90,12 +90,8 @@ def _files(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], Path]:
         return list_images(args.images, args.recursive), args.images
     if args.image_root is None:
         raise UsageError("--metadata needs --image-root")
-    frames, _ = read_test(args.metadata.parent) if args.metadata.name == "test_metadata.csv" else (None, None)
-    if frames is None:
-        from camtrap.dataset import SequenceSet, read_metadata
-
-        frames = SequenceSet(read_metadata(args.metadata), None, args.image_root, ImageLayout.FLAT)
-    return [(f, args.image_root / f) for f in frames.frames["file_name"]], args.image_root
+    frames = read_metadata(args.metadata)
+    return [(f, args.image_root / f) for f in frames["file_name"]], args.image_root
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -123,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
     boxes = args.boxes or next(iter(sorted((args.data / "lila").glob("SnapshotSerengetiBboxes_*.json"))), None)
     if boxes is None:
         raise UsageError(f"no --boxes given and none found under {args.data / 'lila'}")
-    device = _device(args.device) or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    device = _device(args.device) or default_device()
     cfg = DetectorTrainConfig(architecture=args.architecture, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
                               device=device)  # fmt: skip
     out = train(data, boxes, args.out, cfg, work_dir=args.work_dir or args.out.with_suffix(".work"))
