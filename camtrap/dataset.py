@@ -9,6 +9,7 @@ Test part: ``<data>/test_metadata.csv`` and ``<data>/submission_format.csv``; im
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import os
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from camtrap.fileio import DataError
+from camtrap.fileio import DataError, read_csv
+from camtrap.frames import FrameRef, frame_ref
 from camtrap.labels import COLUMNS, check_columns
 
 __all__ = [
@@ -62,12 +64,15 @@ class SequenceSet:
         labels: index ``seq_id``, the 54 columns as int8; None for an unlabelled (test) part.
         image_root: folder the ``file_name``s are relative to.
         layout: how ``file_name`` maps to a path under ``image_root``.
+        allow_outside_root: let ``file_name``s (and symbolic links) lead outside ``image_root``; by default such
+            frames are failures (see :mod:`camtrap.frames`).
     """
 
     frames: pd.DataFrame
     labels: pd.DataFrame | None
     image_root: Path
     layout: ImageLayout = ImageLayout.FLAT
+    allow_outside_root: bool = False
 
     @property
     def seq_ids(self) -> pd.Index:
@@ -76,25 +81,26 @@ class SequenceSet:
             return self.labels.index
         return pd.Index(self.frames["seq_id"].unique(), name="seq_id")
 
-    def image_path(self, file_name: str, season: int | None = None) -> Path:
-        """Absolute path of one image."""
+    def frame_ref(self, file_name: str, seq_id: str = "", season: int | None = None) -> FrameRef:
+        """Where one image is: the only place a ``file_name`` becomes a path (flat and season layouts alike)."""
+        folder = None
         if self.layout is ImageLayout.SEASON_FOLDERS:
-            if season is None:
+            if season is None or pd.isna(season):
                 raise ValueError(f"season needed to place {file_name!r} under a season folder")
-            return self.image_root / season_folder(int(season)) / file_name
-        return self.image_root / file_name
+            folder = season_folder(int(season))
+        return frame_ref(self.image_root, file_name, seq_id, folder=folder, allow_outside_root=self.allow_outside_root)
 
-    def image_paths(self) -> list[Path]:
-        """Paths of every frame, in ``frames`` order."""
-        seasons = self.frames["season"].tolist()
-        return [self.image_path(f, s) for f, s in zip(self.frames["file_name"].tolist(), seasons)]
+    def frame_refs(self) -> list[FrameRef]:
+        """Every frame, in ``frames`` order (sequence by sequence, frames in order)."""
+        cols = (self.frames[c].tolist() for c in ("file_name", "seq_id", "season"))
+        return [self.frame_ref(f, q, s) for f, q, s in zip(*cols)]
 
     def subset(self, seq_ids: pd.Index | list[str]) -> SequenceSet:
         """The same part restricted to ``seq_ids`` (order kept from this set)."""
         keep = set(seq_ids)
         frames = self.frames[self.frames["seq_id"].isin(keep)].reset_index(drop=True)
         labels = None if self.labels is None else self.labels[self.labels.index.isin(keep)]
-        return SequenceSet(frames, labels, self.image_root, self.layout)
+        return dataclasses.replace(self, frames=frames, labels=labels)
 
     def summary(self) -> dict[str, object]:
         """Counts for humans: sequences, images, seasons, frames per sequence, label frequencies."""
@@ -126,10 +132,7 @@ def read_metadata(path: str | os.PathLike[str], *, require_season: bool = False)
             ``require_season``) a ``seq_id`` without a season, naming the file and line.
     """
     path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, engine="c")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(path, f"cannot read CSV: {exc}") from exc
+    df = read_csv(path, dtype=str, keep_default_na=False, engine="c")
     return check_metadata(df, path, require_season=require_season)
 
 
@@ -193,14 +196,10 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
             no class set, naming the file and line.
     """
     path = Path(path)
-    try:  # fast path: every class column parses as a small integer
+    try:  # fast path: a well-formed file where every class column parses as a small integer
         df = pd.read_csv(path, dtype={"seq_id": str, **{c: np.int8 for c in COLUMNS}}, engine="c")
-    except (ValueError, OverflowError):
-        df = None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(path, f"cannot read CSV: {exc}") from exc
-    if df is None:  # slow path, to find and name the bad value
-        df = pd.read_csv(path, dtype={"seq_id": str}, engine="c")
+    except Exception:  # noqa: BLE001 - the slow path below reads it again and names what is wrong
+        df = read_csv(path, dtype=str, keep_default_na=False, engine="c")
     if "seq_id" not in df.columns:
         raise DataError(path, f"missing column 'seq_id' (has {list(df.columns)[:5]}...)", line=1)
     classes = [c for c in df.columns if c != "seq_id"]
@@ -216,14 +215,15 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
         first = _first_bad(df["seq_id"] == df["seq_id"].iat[i])
         raise DataError(path, f"duplicate seq_id {df['seq_id'].iat[i]!r} (first on line {first + 2})", i + 2)
     values = df[list(COLUMNS)]
-    if not all(pd.api.types.is_integer_dtype(t) for t in values.dtypes):
-        values = values.apply(pd.to_numeric, errors="coerce")
+    if not all(pd.api.types.is_integer_dtype(t) for t in values.dtypes):  # blanks and words become NaN: refused
+        values = values.apply(lambda col: pd.to_numeric(col.astype(str).str.strip(), errors="coerce"))
     bad = (values != 0) & (values != 1)
     if bad.to_numpy().any():
         i = _first_bad(bad.any(axis=1))
         col = bad.columns[_first_bad(bad.iloc[i])]
         value, seq = str(df[col].iat[i]), df["seq_id"].iat[i]
-        raise DataError(path, f"{col}={value!r} for {seq!r}; labels must be 0 or 1", i + 2)
+        what = f"blank {col}" if not value.strip() or value == "nan" else f"{col}={value!r}"
+        raise DataError(path, f"{what} for {seq!r}; labels must be 0 or 1", i + 2)
     none = values.sum(axis=1) == 0
     if none.any():
         i = _first_bad(none)
@@ -270,10 +270,10 @@ def read_test(data_dir: str | os.PathLike[str]) -> tuple[SequenceSet, pd.DataFra
     data_dir = Path(data_dir)
     frames = read_metadata(data_dir / "test_metadata.csv")
     fmt_path = data_dir / "submission_format.csv"
-    try:
-        fmt = pd.read_csv(fmt_path, dtype={"seq_id": str}, index_col="seq_id")
-    except (OSError, ValueError) as exc:
-        raise DataError(fmt_path, f"cannot read submission format: {exc}") from exc
+    fmt = read_csv(fmt_path, dtype={"seq_id": str})
+    if "seq_id" not in fmt.columns:
+        raise DataError(fmt_path, f"no 'seq_id' column (first columns: {list(fmt.columns)[:3]})", line=1)
+    fmt = fmt.set_index("seq_id")
     try:
         check_columns(fmt.columns, source=str(fmt_path))
     except ValueError as exc:

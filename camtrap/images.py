@@ -3,6 +3,9 @@
 ``load_image`` handles missing, zero-byte, truncated and non-image files (a failure with a reason), and
 CMYK, grayscale, palette, RGBA, 16-bit and EXIF-rotated images (converted to upright 8-bit RGB).  JPEGs
 can be decoded at reduced size (DCT scaling) when the caller needs fewer pixels than the file holds.
+
+Small files can hold huge images (a 20 KB 1-bit PNG of 13000 x 13000 pixels decodes to 500 MB of RGB), so
+the pixel count is read from the header and checked against ``max_pixels`` before anything is decoded.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["Failure", "LoadedImage", "load_image"]
+from camtrap.frames import FrameRef, checked_path
+
+__all__ = ["DEFAULT_MAX_PIXELS", "Failure", "LoadedImage", "load_image", "load_frame", "exif_datetime"]
 
 log = logging.getLogger(__name__)
 _EXIF_DATETIME_ORIGINAL = 0x9003
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Largest image (width x height) decoded by default: 100 MP, 16x a 2048x1536 camera-trap frame."""
 
 
 class Failure(str, enum.Enum):
@@ -32,6 +39,8 @@ class Failure(str, enum.Enum):
     NOT_AN_IMAGE = "not an image"
     TRUNCATED = "truncated or corrupt image"
     UNSUPPORTED = "unsupported image format"
+    TOO_LARGE = "image too large"
+    OUTSIDE_ROOT = "outside the data folder"
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _exif_datetime(img: Image.Image) -> str | None:
+def exif_datetime(img: Image.Image) -> str | None:
+    """EXIF DateTimeOriginal (or DateTime) of an open image; None when absent or unreadable."""
     try:
         exif = img.getexif()
         value = exif.get_ifd(ExifTags.IFD.Exif).get(_EXIF_DATETIME_ORIGINAL) or exif.get(0x0132)
@@ -83,7 +93,8 @@ def _fail(path: Path, failure: Failure, detail: str = "") -> LoadedImage:
 
 
 def load_image(
-    path: str | os.PathLike[str], *, max_side: int | None = None, read_datetime: bool = False
+    path: str | os.PathLike[str], *, max_side: int | None = None, read_datetime: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> LoadedImage:
     """Load ``path`` as upright RGB; never raises for a bad file.
 
@@ -92,6 +103,8 @@ def load_image(
         max_side: if given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as its longer side stays
             at least this large (faster; the caller resizes further).
         read_datetime: also read EXIF DateTimeOriginal.
+        max_pixels: refuse (as a failure) images with more pixels than this, judged from the header before
+            decoding; None: no limit of ours (PIL's own decompression-bomb limit still applies).
     """
     path = Path(path)
     try:
@@ -103,9 +116,12 @@ def load_image(
         return _fail(path, Failure.MISSING, str(exc))
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the guard
             with Image.open(path) as img:
-                stamp = _exif_datetime(img) if read_datetime else None
+                if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
+                    return _fail(path, Failure.TOO_LARGE, f"{img.size[0]} x {img.size[1]} pixels is over the limit "
+                                 f"of {max_pixels:,}")
+                stamp = exif_datetime(img) if read_datetime else None
                 orientation = img.getexif().get(0x0112, 1)
                 full_w, full_h = img.size if orientation < 5 else img.size[::-1]
                 ratio = max_side / max(img.size) if max_side else 1.0
@@ -118,10 +134,20 @@ def load_image(
         # ImportError: a library that patches PIL.Image.open (ultralytics does) tried an optional decoder plugin
         # for a file PIL could not identify.
         return _fail(path, Failure.NOT_AN_IMAGE, str(exc))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        return _fail(path, Failure.TOO_LARGE, str(exc))
+    except (OSError, SyntaxError, ValueError) as exc:
         kind = Failure.TRUNCATED if "truncat" in str(exc).lower() or isinstance(exc, OSError) else Failure.UNSUPPORTED
         return _fail(path, kind, str(exc))
     except Exception as exc:  # noqa: BLE001 - the contract: a bad file is a failure record, never an exception
         log.warning("unexpected error decoding %s: %r", path, exc)
         return _fail(path, Failure.UNSUPPORTED, repr(exc))
     return LoadedImage(path, np.ascontiguousarray(pixels), int(full_w), int(full_h), None, "", stamp)
+
+
+def load_frame(ref: FrameRef, **kwargs) -> LoadedImage:
+    """:func:`load_image` for a frame reference: a name that leaves its data root is a failure, never opened."""
+    path = checked_path(ref)
+    if path is None:
+        return LoadedImage(Path(ref.file), None, 0, 0, Failure.OUTSIDE_ROOT)
+    return load_image(path, **kwargs)

@@ -7,25 +7,14 @@ No vertical flips or large rotations: the camera is level.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from classifier.config import AugmentConfig
 from classifier.spec import ModelSpec
 
 __all__ = ["AugmentConfig", "CachedImages"]
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation strengths (0 turns one off)."""
-
-    hflip: float = 0.5
-    min_scale: float = 0.6  # random resized crop keeps at least this fraction of the area
-    colour: float = 0.3  # brightness / contrast / saturation jitter
-    grayscale: float = 0.2  # probability of an infrared-like grayscale image
 
 
 def _pipeline(spec: ModelSpec, cfg: AugmentConfig) -> v2.Compose:

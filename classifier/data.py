@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import SequenceSet
-from camtrap.fileio import DataError
-from camtrap.images import load_image
+from camtrap.fileio import DataError, read_csv
+from camtrap.frames import FrameRef, frame_ref
+from camtrap.geometry import cut_crop
+from camtrap.images import load_frame
 from camtrap.labels import COLUMNS, EMPTY, SPECIES
-from camtrap.results import DetectionCategory
+from camtrap.mdjson import DetectionResults
+from camtrap.stream import ordered_map
 from classifier.spec import ModelSpec
-from detector.crops import cut_crop
-from detector.mdjson import DetectionResults
 
 __all__ = ["Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "holdout_group_per_class",
            "decode_cached"]
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 class Sample:
     """One training image: where its pixels come from, its target over the set's classes, and its group."""
 
-    path: Path
+    frame: FrameRef
     bbox_xywh_norm: tuple[float, float, float, float] | None  # None: the whole image
     target: tuple[float, ...]
     group: str  # season ("S3") or group_id: what a validation split keeps together
@@ -68,14 +69,15 @@ def _season_group(season: object) -> str:
     return f"S{int(season)}" if pd.notna(season) else "S?"
 
 
-def crop_samples(data: SequenceSet, results: DetectionResults, *, threshold: float, margin: float) -> SampleSet:
-    """Crops of animal detections (conf >= ``threshold``) in labelled non-empty sequences."""
+def crop_samples(data: SequenceSet, results: DetectionResults, *, threshold: float) -> SampleSet:
+    """Crops of animal detections (conf >= ``threshold``, the detector's animal threshold) in labelled non-empty
+    sequences."""
     if data.labels is None:
         raise ValueError("crop samples need labelled sequences")
     by_file = results.by_file()
     species = data.labels[list(SPECIES)]
     samples, multi, missing = [], 0, 0
-    paths = data.image_paths()
+    refs = data.frame_refs()
     for i, row in enumerate(data.frames.itertuples(index=False)):
         present = species.loc[row.seq_id].to_numpy(np.float32)
         if present.sum() == 0:
@@ -87,9 +89,9 @@ def crop_samples(data: SequenceSet, results: DetectionResults, *, threshold: flo
         target = tuple(float(v) for v in present / present.sum())
         multi += present.sum() > 1
         for k, det in enumerate(frame.detections or ()):
-            if det.category == DetectionCategory.ANIMAL and det.conf >= threshold:
-                samples.append(Sample(paths[i], det.bbox_xywh_norm, target, _season_group(row.season),
-                                      f"{row.file_name}#{k}#{margin}"))  # fmt: skip
+            if det.is_animal and det.conf >= threshold:
+                samples.append(Sample(refs[i], det.bbox_xywh_norm, target, _season_group(row.season),
+                                      f"{row.file_name}#{k}"))  # fmt: skip
     if missing:
         log.warning("%d labelled frame(s) have no entry in the detector results", missing)
     log.info("%d crops (%d from multi-species frames, soft targets)", len(samples), multi)
@@ -101,16 +103,18 @@ def frame_samples(data: SequenceSet) -> SampleSet:
     if data.labels is None:
         raise ValueError("frame samples need labelled sequences")
     labels = data.labels.loc[data.frames["seq_id"], list(COLUMNS)].to_numpy(np.float32)
-    frames = zip(data.image_paths(), labels, data.frames["season"], data.frames["file_name"])
-    samples = tuple(Sample(p, None, tuple(map(float, y)), _season_group(s), f) for p, y, s, f in frames)
+    frames = zip(data.frame_refs(), labels, data.frames["season"], data.frames["file_name"])
+    samples = tuple(Sample(r, None, tuple(map(float, y)), _season_group(s), f) for r, y, s, f in frames)
     return SampleSet(samples, COLUMNS, True, "frames")
 
 
-def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, skip_unknown: bool = False) -> SampleSet:
-    """Rows ``path,label[,group_id]``; paths relative to the CSV's folder (or ``root``).  Labels are columns;
-    other labels are an error naming the row, or skipped (and counted) with ``skip_unknown``."""
+def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, skip_unknown: bool = False,
+                allow_outside_root: bool = False) -> SampleSet:
+    """Rows ``path,label[,group_id]``; paths relative to the CSV's folder (or ``root``), and kept inside it.
+    Labels are columns; other labels are an error naming the row, or skipped (and counted) with
+    ``skip_unknown``."""
     csv_path = Path(csv_path)
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    df = read_csv(csv_path, dtype=str, keep_default_na=False)
     for col in ("path", "label"):
         if col not in df.columns:
             raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)
@@ -127,7 +131,8 @@ def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, s
     samples = []
     for path, label, group in zip(df["path"], df["label"], groups):
         target = tuple(1.0 if c == label else 0.0 for c in classes)
-        samples.append(Sample(base / path, None, target, group or path, path))
+        ref = frame_ref(base, path, allow_outside_root=allow_outside_root)
+        samples.append(Sample(ref, None, target, group or path, path))
     return SampleSet(tuple(samples), classes, False, f"csv:{csv_path.name}")
 
 
@@ -141,16 +146,17 @@ def holdout_group_per_class(samples: SampleSet) -> tuple[str, ...]:
     return tuple(sorted(g[0] for g in groups.values() if len(g) >= 2))
 
 
-def _decode(sample: Sample, spec: ModelSpec, margin: float) -> np.ndarray | None:
-    side = max(spec.input_hw) * 4 if sample.bbox_xywh_norm is not None else max(spec.input_hw) * 2
-    img = load_image(sample.path, max_side=side)
+def _decode(sample: Sample, spec: ModelSpec) -> np.ndarray | None:
+    """A sample at the model's input size, decoded and cropped exactly as inference will (the spec's margin and
+    source resolution)."""
+    img = load_frame(sample.frame, max_side=spec.source_max_side)
     if not img.ok:
         return None
-    pixels = img.pixels if sample.bbox_xywh_norm is None else cut_crop(img.pixels, sample.bbox_xywh_norm, margin)
-    return spec.resize_uint8(pixels)
+    box = sample.bbox_xywh_norm
+    return spec.resize_uint8(img.pixels if box is None else cut_crop(img.pixels, box, spec.crop_margin))
 
 
-def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, margin: float = 0.1,
+def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, workers: int = 2,
                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode every sample once at the model's input size into a memory-mapped cache file.
 
@@ -158,7 +164,8 @@ def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, margi
     cache.  Unreadable images are masked out and counted.
     """
     h, w = spec.input_hw
-    identity = f"{h}x{w}|{spec.resize.value}|{margin}|" + "\n".join(s.key + str(s.path) for s in samples.samples)
+    identity = (f"{h}x{w}|{spec.resize.value}|{spec.crop_margin}|{spec.source_max_side}|"
+                + "\n".join(s.key + str(s.frame.path) for s in samples.samples))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
     data_path, ok_path = cache_dir / f"pixels-{digest}.npy", cache_dir / f"ok-{digest}.npy"
@@ -170,8 +177,8 @@ def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, margi
     tmp = cache_dir / f".pixels-{digest}.tmp.npy"
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
     ok = np.zeros(n, bool)
-    for i, sample in enumerate(samples.samples):
-        arr = _decode(sample, spec, margin)
+    decoded = ordered_map(lambda sample: _decode(sample, spec), samples.samples, workers=workers, lookahead=32)
+    for i, arr in enumerate(decoded):
         if arr is not None:
             pixels[i], ok[i] = arr, True
         if progress:

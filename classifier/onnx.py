@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from camtrap.devices import onnx_metadata, onnx_session, resolve_device
+from camtrap.safeload import ModelFileError
 from classifier.spec import ModelSpec
 
 __all__ = ["export_onnx", "OnnxClassifier"]
@@ -14,7 +17,8 @@ SPEC_KEY = "hakuna_classifier_spec"
 
 
 def export_onnx(pt_path: Path, out: Path, *, opset: int = 17) -> Path:
-    """Export a Hakuna classifier checkpoint; the graph ends in softmax/sigmoid so outputs are probabilities."""
+    """Export a Hakuna classifier checkpoint; the graph ends in softmax/sigmoid (after the spec's temperature) so
+    outputs are probabilities."""
     import onnx
     import torch
 
@@ -29,7 +33,7 @@ def export_onnx(pt_path: Path, out: Path, *, opset: int = 17) -> Path:
             self.model = model
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            z = self.model(x)
+            z = self.model(x) / spec.temperature
             return torch.sigmoid(z) if spec.multilabel else torch.softmax(z, dim=1)
 
     model = WithProbs(clf.model).eval()
@@ -53,13 +57,18 @@ class OnnxClassifier:
     backend = "onnx"
 
     def __init__(self, path: Path, device: str | None = None) -> None:
-        from detector.model import onnx_metadata, onnx_session
-
-        meta = onnx_metadata(path)
+        try:
+            meta = onnx_metadata(path)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for truncated or foreign files
+            raise ModelFileError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from exc
         if SPEC_KEY not in meta:
-            raise ValueError(f"{path} has no Hakuna classifier spec in its metadata; export it with hakuna")
+            raise ModelFileError(f"{path} has no Hakuna classifier spec in its metadata; export it with hakuna")
         self.spec = ModelSpec.from_json(meta[SPEC_KEY])
-        self.session = onnx_session(path, device)
+        self.device = resolve_device(device)
+        self.session = onnx_session(path, self.device)
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {"images": batch.astype(np.float32)})[0])
+    def forward(self, batch: Any) -> np.ndarray:
+        """Probabilities for a uint8 batch (numpy N x H x W x 3, or a N x 3 x H x W tensor)."""
+        if not isinstance(batch, np.ndarray):
+            batch = batch.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return np.asarray(self.session.run(None, {"images": self.spec.normalize(batch)})[0])

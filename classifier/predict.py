@@ -1,78 +1,136 @@
-"""Classifier inference: load a checkpoint (PyTorch or ONNX), classify crops or whole images in batches,
-optionally with horizontal-flip TTA, and write the results as CSV or into a MegaDetector results file."""
+"""Classifier inference: load a checkpoint (PyTorch or ONNX), classify crops through the engine (crops cut from
+the frames the engine decoded once) or whole images, optionally with horizontal-flip TTA, and write the
+results as CSV or into a MegaDetector results file.
+
+Checkpoints hold tensors and plain data only and are read with ``torch.load(weights_only=True)``: a file that
+needs pickle to load is refused (see :func:`load`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from camtrap.batching import batched
+from camtrap.devices import resolve_device
+from camtrap.engine import EngineConfig, EngineTimes, run, wanted_detections
 from camtrap.fileio import atomic_write_csv
-from camtrap.images import load_image
+from camtrap.frames import FrameRef
+from camtrap.images import load_frame
+from camtrap.mdjson import DetectionResults
 from camtrap.results import CropPrediction
-from classifier.spec import ModelSpec
-from detector.crops import CropConfig, iter_crops
-from detector.mdjson import DetectionResults
+from camtrap.safeload import ModelFileError, load_torch_file
+from camtrap.stream import ordered_map
+from classifier.spec import CHECKPOINT_FORMAT, ModelSpec
 
-__all__ = ["Classifier", "load", "predict_arrays", "classify_detections", "classify_paths", "predictions_table",
-           "write_predictions", "with_classifications"]  # fmt: skip
+__all__ = ["CHECKPOINT_FORMAT", "MAX_CROPS_PER_FRAME", "Classifier", "CropClassifier", "load", "predict_uint8",
+           "classify_detections", "classify_paths", "PathPrediction", "predictions_table", "write_predictions",
+           "with_classifications", "read_checkpoint", "convert_checkpoint"]  # fmt: skip
 
 log = logging.getLogger(__name__)
+MAX_CROPS_PER_FRAME = 10
+CONVERT_ADVICE = ("It needs pickle to load, which can run code. If you trust where it came from, convert it once "
+                  "with `hakuna classifier convert FILE --trust-model`.")
 
 
 class Classifier(Protocol):
-    """A loaded classifier: ``forward`` maps a normalised NCHW float32 batch to probabilities."""
+    """A loaded classifier: ``forward`` maps a uint8 batch (N x H x W x 3 numpy at the spec's input size, or an
+    N x 3 x H x W tensor) to probabilities (numpy, N x classes)."""
 
     spec: ModelSpec
     backend: str
+    device: str
 
-    def forward(self, batch: np.ndarray) -> np.ndarray: ...
+    def forward(self, batch: Any) -> np.ndarray: ...
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict:
+    """A classifier checkpoint's contents (spec, weights, history), without running code from the file."""
+    path = Path(path)
+    ckpt = load_torch_file(path, trust=trust, advice=CONVERT_ADVICE)
+    if not isinstance(ckpt, dict) or "spec" not in ckpt or "model" not in ckpt:
+        raise ModelFileError(f"{path} is not a Hakuna classifier checkpoint (no spec and weights inside)")
+    return ckpt
+
+
+def convert_checkpoint(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Rewrite a classifier checkpoint that needs pickle as plain data (spec JSON + tensors).  This unpickles
+    ``path`` without restrictions: call it only for files whose source you trust."""
+    import torch
+
+    from camtrap.fileio import atomic_write
+
+    ckpt = read_checkpoint(path, trust=True)
+    model = ckpt["model"]
+    state = model.state_dict() if hasattr(model, "state_dict") else dict(model)
+    spec = ckpt["spec"] if isinstance(ckpt["spec"], str) else ckpt["spec"].to_json()
+    ModelSpec.from_json(spec)  # refuse what is not a spec
+    history = json.loads(json.dumps(ckpt.get("history", []), default=str))
+    payload = {"format": CHECKPOINT_FORMAT, "spec": spec, "model": {k: v.detach().cpu() for k, v in state.items()},
+               "history": history}  # fmt: skip
+    return atomic_write(out, lambda f: torch.save(payload, f), binary=True)
 
 
 class TorchClassifier:
-    """A checkpoint run with PyTorch (bf16 autocast and channels_last on CUDA)."""
+    """A checkpoint run with PyTorch (bf16 autocast and channels_last on CUDA); uint8 normalised on the device."""
 
     backend = "torch"
 
-    def __init__(self, path: Path, device: str | None = None) -> None:
+    def __init__(self, path: Path, device: str | None = None, *, trust: bool = False) -> None:
         import torch
 
         from classifier.backbones import create
 
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(path, trust=trust)
         self.spec = ModelSpec.from_json(ckpt["spec"])
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
+        self._device = torch.device(self.device)
         model = create(self.spec.backbone, len(self.spec.classes), pretrained=False)
         model.load_state_dict(ckpt["model"])
-        model = model.to(self.device).eval()
-        if self.device.type == "cuda":
+        model = model.to(self._device).eval()
+        if self._device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self._mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(self.spec.std, device=self._device).view(1, 3, 1, 1) * 255
 
-    def logits(self, batch: np.ndarray):
+    def logits(self, batch: Any):
+        """Temperature-scaled logits for a uint8 batch (numpy NHWC or tensor N3HW)."""
         import torch
 
-        x = torch.from_numpy(batch).to(self.device)
-        if self.device.type == "cuda":
+        cuda = self._device.type == "cuda"
+        if isinstance(batch, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(batch))
+            x = (x.pin_memory() if cuda else x).to(self._device, non_blocking=True).permute(0, 3, 1, 2)
+        else:
+            x = batch.to(self._device, non_blocking=True)
+        x = (x.float() - self._mean) / self._std
+        if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        cuda = self.device.type == "cuda"
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=cuda):
-            return self.model(x).float()
+        with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=cuda):
+            return self.model(x).float() / self.spec.temperature
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
+    def forward(self, batch: Any) -> np.ndarray:
         z = self.logits(batch)
         return (z.sigmoid() if self.spec.multilabel else z.softmax(1)).cpu().numpy()
 
 
-def load(path: str | os.PathLike[str], *, device: str | None = None) -> Classifier:
-    """Load a classifier from a Hakuna checkpoint (.pt) or its ONNX export (.onnx)."""
+def load(path: str | os.PathLike[str], *, device: str | None = None, trust_model: bool = False) -> Classifier:
+    """Load a classifier from a Hakuna checkpoint (.pt) or its ONNX export (.onnx).
+
+    Raises:
+        FileNotFoundError: no such file.
+        UntrustedFileError: a .pt that needs pickle (older or foreign files), unless ``trust_model``.
+        ModelFileError: not a classifier checkpoint or ONNX export.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"classifier weights not found: {path}")
@@ -80,18 +138,57 @@ def load(path: str | os.PathLike[str], *, device: str | None = None) -> Classifi
         from classifier.onnx import OnnxClassifier
 
         return OnnxClassifier(path, device=device)
-    return TorchClassifier(path, device)
+    return TorchClassifier(path, device, trust=trust_model)
 
 
-def predict_arrays(clf: Classifier, images: list[np.ndarray], *, tta: bool = False) -> np.ndarray:
-    """Probabilities (N x classes) for RGB uint8 images of any size; ``tta`` averages with the mirrored image."""
-    if not images:
-        return np.zeros((0, len(clf.spec.classes)), np.float32)
-    batch = clf.spec.preprocess(images)
+def predict_uint8(clf: Classifier, batch: Any, *, tta: bool = False) -> np.ndarray:
+    """Probabilities for a uint8 batch at the input size; ``tta`` averages with the mirrored images."""
     probs = clf.forward(batch)
     if tta:
-        probs = (probs + clf.forward(np.ascontiguousarray(batch[..., ::-1]))) / 2
-    return probs.astype(np.float32)
+        flipped = np.ascontiguousarray(batch[:, :, ::-1]) if isinstance(batch, np.ndarray) else batch.flip(-1)
+        probs = (probs + clf.forward(flipped)) / 2
+    return np.asarray(probs, np.float32)
+
+
+class CropClassifier:
+    """A classifier as the engine's crop stage (:class:`camtrap.engine.CropStage`): geometry from its spec."""
+
+    def __init__(self, clf: Classifier, threshold: float, *, tta: bool = False,
+                 max_crops_per_frame: int = MAX_CROPS_PER_FRAME) -> None:  # fmt: skip
+        self.clf, self.tta, self.threshold = clf, tta, threshold
+        spec = clf.spec
+        self.classes, self.input_hw, self.margin = spec.classes, spec.input_hw, spec.crop_margin
+        self.source_max_side, self.device = spec.source_max_side, clf.device
+        self.max_crops_per_frame = max_crops_per_frame
+
+    def prepare(self, crop: np.ndarray) -> np.ndarray:
+        return self.clf.spec.resize_uint8(crop)
+
+    def __call__(self, batch: Any) -> np.ndarray:
+        return predict_uint8(self.clf, batch, tta=self.tta)
+
+
+def classify_detections(clf: Classifier, results: DetectionResults, frames: Mapping[str, FrameRef], *,
+                        threshold: float, tta: bool = False, cfg: EngineConfig = EngineConfig(),  # noqa: B008
+                        progress: Callable[[int], None] | None = None,
+                        times: EngineTimes | None = None) -> list[CropPrediction]:  # fmt: skip
+    """Classify the crop of every animal detection at or above ``threshold`` (frames decoded once each, crops
+    batched across frames).  ``frames`` maps each results ``file`` to where it is; only frames with a crop to
+    classify are read."""
+    stage = CropClassifier(clf, threshold, tta=tta)
+    todo = [frames[f.file] for f in results.frames if f.file in frames
+            and wanted_detections(f.detections, threshold, stage.max_crops_per_frame)]  # fmt: skip
+    missing = sum(1 for f in results.frames if f.file not in frames)
+    if missing:
+        log.warning("%d frame(s) of the results are not in the frame source and are not classified", missing)
+    out: list[CropPrediction] = []
+    for outcome in run(todo, crop=stage, detections=results.by_file(), cfg=cfg, times=times):
+        if not outcome.frame.ok:
+            log.warning("cannot crop %s: %s", outcome.frame.file, outcome.frame.failure)
+        out += outcome.crops
+        if progress:
+            progress(1)
+    return out
 
 
 @dataclass(frozen=True)
@@ -103,32 +200,22 @@ class PathPrediction:
     failure: str | None = None
 
 
-def classify_detections(clf: Classifier, results: DetectionResults, image_root: Path, crop_cfg: CropConfig, *,
-                        batch_size: int = 64, tta: bool = False,
-                        progress: Callable[[int], None] | None = None) -> list[CropPrediction]:  # fmt: skip
-    """Classify every kept detection's crop (crops batched across images)."""
-    out: list[CropPrediction] = []
-    side = max(clf.spec.input_hw) * 4
-    for batch in batched(iter_crops(results, image_root, crop_cfg, max_side=side), batch_size):
-        probs = predict_arrays(clf, [c.pixels for c in batch], tta=tta)
-        out += [CropPrediction(c.file, c.detection_index, c.detection, tuple(map(float, p)))
-                for c, p in zip(batch, probs)]
-        if progress:
-            progress(len(batch))
-    return out
+def classify_paths(clf: Classifier, frames: list[FrameRef], *, batch_size: int = 32, tta: bool = False,
+                   workers: int = 2, progress: Callable[[int], None] | None = None) -> list[PathPrediction]:
+    """Classify whole images (decoded in ``workers`` threads); unreadable ones are recorded, never fatal."""
+    spec = clf.spec
 
+    def decode(ref: FrameRef):
+        img = load_frame(ref, max_side=spec.source_max_side)
+        return ref, (spec.resize_uint8(img.pixels) if img.ok else None), img
 
-def classify_paths(clf: Classifier, paths: list[Path], *, batch_size: int = 32, tta: bool = False,
-                   progress: Callable[[int], None] | None = None) -> list[PathPrediction]:
-    """Classify whole images; unreadable ones are recorded with their failure, never fatal."""
     out: list[PathPrediction] = []
-    for batch in batched(paths, batch_size):
-        loaded = [load_image(p, max_side=max(clf.spec.input_hw) * 2) for p in batch]
-        good = [im for im in loaded if im.ok]
-        probs = iter(predict_arrays(clf, [im.pixels for im in good], tta=tta))
-        for p, im in zip(batch, loaded):
-            out.append(PathPrediction(str(p), tuple(map(float, next(probs)))) if im.ok
-                       else PathPrediction(str(p), None, im.failure.value))  # fmt: skip
+    for batch in batched(ordered_map(decode, frames, workers=workers, lookahead=batch_size * 2), batch_size):
+        good = [px for _, px, _ in batch if px is not None]
+        probs = iter(predict_uint8(clf, np.stack(good), tta=tta) if good else [])
+        for ref, px, img in batch:
+            out.append(PathPrediction(ref.file, tuple(map(float, next(probs)))) if px is not None
+                       else PathPrediction(ref.file, None, img.failure.value))  # fmt: skip
         if progress:
             progress(len(batch))
     return out
@@ -149,18 +236,21 @@ def predictions_table(preds: list[CropPrediction], classes: tuple[str, ...], top
 
 
 def with_classifications(results: DetectionResults, preds: list[CropPrediction], classes: tuple[str, ...],
-                         top_k: int = 3) -> DetectionResults:
-    """The results with ``classification_categories`` and per-detection top-k ``classifications`` added."""
+                         top_k: int = 3, *, classifier: str | None = None) -> DetectionResults:  # fmt: skip
+    """The results with ``classification_categories``, per-detection top-k ``classifications`` and
+    ``info.classifier`` (the classifier's file name) added."""
+    import dataclasses
+
     cats = {str(i): c for i, c in enumerate(classes)}
     per_det = {}
     for p in preds:
         order = np.argsort(p.probs)[::-1][:top_k]
         per_det[(p.file, p.detection_index)] = tuple((str(int(j)), float(p.probs[j])) for j in order)
-    return DetectionResults(results.frames, results.detector, results.detector_metadata, cats, per_det)
+    return dataclasses.replace(results, classifier=classifier or results.classifier, classification_categories=cats,
+                               classification_category_descriptions=None, classifications=per_det)  # fmt: skip
 
 
 def write_predictions(path: Path, preds: list[CropPrediction], classes: tuple[str, ...], top_k: int = 3) -> Path:
     """Atomically write :func:`predictions_table` as CSV."""
     return atomic_write_csv(path, predictions_table(preds, classes, top_k), index=False)
-
 

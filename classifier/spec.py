@@ -1,7 +1,9 @@
-"""The model spec that travels with every classifier checkpoint: architecture, input, normalisation, classes.
+"""The model spec that travels with every classifier checkpoint: architecture, input, normalisation, classes,
+crop geometry and calibration.
 
-Inference derives its preprocessing from the spec (:meth:`ModelSpec.preprocess`), never from retyped
-constants, so a checkpoint trained at 224 px with TF-style normalisation is run exactly that way.
+Inference derives its preprocessing from the spec (:meth:`ModelSpec.resize_uint8`, :meth:`ModelSpec.normalize`),
+never from retyped constants, so a checkpoint trained at 224 px with TF-style normalisation on crops cut with
+a 10% margin from frames decoded at 896 px is run exactly that way.
 """
 
 from __future__ import annotations
@@ -9,12 +11,20 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import logging
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-__all__ = ["ResizePolicy", "ModelSpec"]
+from camtrap.geometry import DEFAULT_CROP_MARGIN, PAD_VALUE
+
+__all__ = ["ResizePolicy", "ModelSpec", "CHECKPOINT_FORMAT", "CROP_SOURCE_FACTOR", "FRAME_SOURCE_FACTOR"]
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = "hakuna-classifier"  # the "format" key of checkpoints: spec JSON + state dict, plain data
+CROP_SOURCE_FACTOR = 4  # crops are cut from frames decoded with a long side of at least 4x the input size
+FRAME_SOURCE_FACTOR = 2  # whole frames are resized from a decode at least 2x the input size
 
 
 class ResizePolicy(enum.Enum):
@@ -36,6 +46,14 @@ class ModelSpec:
     classes: tuple[str, ...]
     multilabel: bool  # sigmoid per class (whole frames) vs softmax over classes (crops)
     training: dict = field(default_factory=dict)  # summary of the data and settings it was trained with
+    crop_margin: float = DEFAULT_CROP_MARGIN  # crops are the box grown by this fraction of its longer side
+    source_max_side: int = 0  # frames are decoded at least this large before crops are cut (0: derived)
+    temperature: float = 1.0  # logits are divided by this before softmax/sigmoid (calibration)
+
+    def __post_init__(self) -> None:
+        if not self.source_max_side:
+            factor = FRAME_SOURCE_FACTOR if self.resize is ResizePolicy.STRETCH else CROP_SOURCE_FACTOR
+            object.__setattr__(self, "source_max_side", max(self.input_hw) * factor)
 
     def to_json(self) -> str:
         raw = dataclasses.asdict(self)
@@ -44,7 +62,12 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
+        """Parse a spec; fields an older Hakuna did not write take their defaults, unknown fields are ignored."""
         raw = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(raw) - known):
+            log.warning("classifier spec has fields this version does not know (ignored): %s", unknown)
+        raw = {k: v for k, v in raw.items() if k in known}
         raw["resize"] = ResizePolicy(raw["resize"])
         for key in ("input_hw", "mean", "std", "classes"):
             raw[key] = tuple(raw[key])
@@ -55,10 +78,12 @@ class ModelSpec:
         h, w = rgb.shape[:2]
         if self.resize is ResizePolicy.PAD_SQUARE and h != w:
             side = max(h, w)
-            canvas = np.full((side, side, 3), 114, np.uint8)
+            canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)
             canvas[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = rgb
             rgb = canvas
         th, tw = self.input_hw
+        if rgb.shape[:2] == (th, tw):
+            return rgb
         interp = cv2.INTER_AREA if rgb.shape[0] > th else cv2.INTER_LINEAR
         return cv2.resize(rgb, (tw, th), interpolation=interp)
 

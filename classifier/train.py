@@ -28,44 +28,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from classifier.augment import AugmentConfig, CachedImages
+from camtrap.safeload import load_torch_file
+from classifier.augment import CachedImages
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, create, head_parameters
+from classifier.config import ClassifierTrainConfig
 from classifier.data import SampleSet, decode_cached
-from classifier.spec import ModelSpec, ResizePolicy
+from classifier.spec import CHECKPOINT_FORMAT, ModelSpec, ResizePolicy
 
 __all__ = ["ClassifierTrainConfig", "TrainResult", "train", "split_groups", "class_metrics", "compare_initialisations"]
 
 log = logging.getLogger(__name__)
-BALANCE_CHOICES = ("sqrt", "inverse", "none")
-
-
-@dataclass(frozen=True)
-class ClassifierTrainConfig:
-    """Training settings; the resulting :class:`ModelSpec` records them."""
-
-    backbone: str = DEFAULT_BACKBONE
-    input_size: int | None = None  # default: the backbone's native size (frames use a 4:3 input of this width)
-    pretrained: bool | str = True  # True, False, "download" or a weights file
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3  # backbone learning rate
-    head_lr_mult: float = 1.0  # the new head's learning rate = lr * this (higher keeps pretrained features intact)
-    weight_decay: float = 1e-4
-    balance: str = "sqrt"
-    label_smoothing: float = 0.05
-    val_groups: tuple[str, ...] = ()  # default: the latest season, or 20% of groups for non-season groups
-    val_fraction: float = 0.2
-    margin: float = 0.1  # crop margin (must match the crops seen at inference)
-    device: str | None = None  # None: cuda if available
-    workers: int = 0
-    seed: int = 0
-    augment: AugmentConfig = AugmentConfig()
-
-    def __post_init__(self) -> None:
-        if self.balance not in BALANCE_CHOICES:
-            raise ValueError(f"balance must be one of {BALANCE_CHOICES}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}")
 
 
 @dataclass(frozen=True)
@@ -98,7 +70,7 @@ def _spec(samples: SampleSet, cfg: ClassifierTrainConfig) -> ModelSpec:
     hw = (int(round(size * 3 / 4 / 32)) * 32, size) if frames else (size, size)
     return ModelSpec(cfg.backbone, hw, info.mean, info.std,
                      ResizePolicy.STRETCH if frames or samples.source.startswith("csv") else ResizePolicy.PAD_SQUARE,
-                     samples.classes, samples.multilabel)  # fmt: skip
+                     samples.classes, samples.multilabel, crop_margin=cfg.margin)  # fmt: skip
 
 
 def _sampler(targets: np.ndarray, balance: str, seed: int) -> torch.utils.data.Sampler | None:
@@ -178,8 +150,7 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
     torch.manual_seed(cfg.seed)
     spec = _spec(samples, cfg)
     bar = progress or (lambda *_: None)
-    pixels, ok = decode_cached(samples, spec, cache_dir, margin=cfg.margin,
-                               progress=bar("decode", 0, len(samples.samples)))
+    pixels, ok = decode_cached(samples, spec, cache_dir, progress=bar("decode", 0, len(samples.samples)))
     targets = samples.targets()
     is_val = split_groups([s.group for s in samples.samples], cfg)
     train_idx, val_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)
@@ -205,7 +176,7 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
     last_path = out.with_name(out.stem + ".last.pt")
     start, history, best = 0, [], -1.0
     if resume and last_path.exists():
-        state = torch.load(last_path, map_location=device, weights_only=False)
+        state = load_torch_file(last_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -228,11 +199,12 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
         final_spec = dataclasses.replace(spec, training={**summary, "val_top1": metrics["top1"], "epoch": epoch + 1})
         if score >= best:
             best = score
-            _save(out, {"spec": final_spec.to_json(), "model": model.state_dict(), "history": history})
+            _save(out, {"format": CHECKPOINT_FORMAT, "spec": final_spec.to_json(), "model": model.state_dict(),
+                        "history": history})
         _save(last_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "epoch": epoch, "history": history, "best": best, "rng": torch.get_rng_state(),
                           "config": dataclasses.asdict(cfg)})  # fmt: skip
-    saved = torch.load(out, map_location="cpu", weights_only=False)
+    saved = load_torch_file(out)
     return TrainResult(out, ModelSpec.from_json(saved["spec"]), tuple(history))
 
 

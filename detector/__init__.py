@@ -2,7 +2,7 @@
 screens out empty frames and cuts crops.
 
 ``load`` (a .pt or .onnx detector), ``predict`` (batch detection with checkpoints and resume), ``train``
-(YOLO on LILA-format boxes).  Results are MegaDetector batch-results JSON (``detector.mdjson``).  The names
+(YOLO on LILA-format boxes).  Results are MegaDetector batch-results JSON (``camtrap.mdjson``).  The names
 are resolved on first use, so importing the package stays light (the offline runner has no torch).
 """
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from camtrap.results import DetectionCategory, FrameDetections
+from camtrap.results import FrameDetections
 
 __all__ = ["DetectorScores", "iou_xywh", "evaluate"]
 
@@ -73,8 +73,7 @@ def evaluate(
     for frame in frames:
         if not frame.ok:
             continue
-        dets = sorted((d for d in frame.detections if d.category == DetectionCategory.ANIMAL and d.conf >= threshold),
-                      key=lambda d: -d.conf)  # fmt: skip
+        dets = sorted((d for d in frame.detections if d.is_animal and d.conf >= threshold), key=lambda d: -d.conf)
         det = np.array([d.bbox_xywh_norm for d in dets], float).reshape(-1, 4)
         gt = by_file.get(frame.file, np.zeros((0, 4)))
         matched = _match(det, gt, iou)

@@ -1,14 +1,19 @@
 """Detector models: ultralytics checkpoints (.pt) and their ONNX exports, with one pre/post-processing path.
 
-Both backends take the same letterboxed batch and return the same raw head output, ``(N, 4 + classes, A)``
-(box centre/size in input pixels, per-class confidences), so boxes agree whichever runs.  Every checkpoint
-carries a :class:`DetectorSpec` (class map, input size, thresholds): written into the .pt by training,
-into the ONNX metadata by export, and taken from the weights registry for MegaDetector releases.
+Both backends take the same letterboxed uint8 batch and return the same raw head output, ``(N, 4 + classes,
+A)`` (box centre/size in input pixels, per-class confidences), so boxes agree whichever runs.  Every
+checkpoint carries a :class:`DetectorSpec` (class map, input size, thresholds): written into the .pt by
+training, into the ONNX metadata by export, and taken from the weights registry for MegaDetector releases.
+
+Loading a .pt never runs code from the file unless the user trusts it (:mod:`camtrap.safeload`): its sha256
+is a registry release's, or every class its pickle references is a known model class (ultralytics and
+torch.nn modules), or ``trust_model`` is set.  ONNX files hold no code and are the safe way to exchange models.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -16,24 +21,21 @@ import pickletools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = [
-    "DetectorSpec",
-    "DetectorFormatError",
-    "Detector",
-    "load",
-    "offline_ultralytics",
-    "write_spec",
-    "read_spec",
-    "export_onnx",
-    "checkpoint_format",
-]
+from camtrap.devices import onnx_metadata, onnx_session, resolve_device
+from camtrap.safeload import ModelFileError, UntrustedFileError, load_torch_file, resolve_global
+
+__all__ = ["DetectorSpec", "DetectorFormatError", "UntrustedFileError", "Detector", "load", "offline_ultralytics",
+           "write_spec", "read_spec", "export_onnx", "checkpoint_format", "load_checkpoint", "is_model_class"]
 
 log = logging.getLogger(__name__)
 SPEC_KEY = "hakuna_detector_spec"
+TRUST_ADVICE = ("Use the model's ONNX export, or pass --trust-model if you trust where the file came from.")
+_MODEL_TREES = ("ultralytics.nn.modules.", "ultralytics.nn.tasks.", "torch.nn.modules.")
+_PLAIN = {"collections.OrderedDict", "builtins.set", "__builtin__.set", "torch.Size"}
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class DetectorSpec:
     name: str
     input_size: int  # letterbox long side
     classes: tuple[str, ...] = ("animal", "person", "vehicle")  # model class index -> MegaDetector category name
-    typical_threshold: float = 0.2
-    conservative_threshold: float = 0.05
+    typical_threshold: float = 0.2  # the animal threshold: empty screening, crops for training, counting frames
+    conservative_threshold: float = 0.05  # detections at or above this are classified (fusion weighs them)
     output_threshold: float = 0.005  # boxes under this confidence are not reported
     nms_iou: float = 0.45
     max_detections: int = 100
@@ -60,17 +62,20 @@ class DetectorSpec:
         return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
 
 
-class DetectorFormatError(ValueError):
+class DetectorFormatError(ModelFileError):
     """A weights file this project cannot run, with what to use instead."""
 
 
 class Detector(Protocol):
-    """A loaded detector: ``forward`` maps a float32 NCHW batch in [0, 1] to the raw head output."""
+    """A loaded detector: ``forward`` maps a uint8 batch (N x H x W x 3 numpy, or N x 3 x H x W tensor on
+    ``device``) to the raw head output."""
 
     spec: DetectorSpec
     backend: str
+    device: str
+    file: str  # the weights file's name
 
-    def forward(self, batch: np.ndarray) -> np.ndarray: ...
+    def forward(self, batch: Any) -> Any: ...
 
 
 def offline_ultralytics():
@@ -90,14 +95,10 @@ def checkpoint_format(path: Path) -> str:
         with zipfile.ZipFile(path) as zf:
             name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
             data = zf.read(name)
-    except (zipfile.BadZipFile, StopIteration, OSError):
+        modules = {arg.split(" ")[0].split(".")[0] for op, arg, _ in pickletools.genops(data)
+                   if op.name in ("GLOBAL", "INST") and isinstance(arg, str)}  # fmt: skip
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not a known format
         return "unknown"
-    modules = set()
-    for op, arg, _ in pickletools.genops(data):
-        if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
-            modules.add(arg.split(" ")[0].split(".")[0])
-        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and isinstance(arg, str) and "." in arg:
-            modules.add(arg.split(".")[0])
     if "ultralytics" in modules:
         return "ultralytics"
     if "models" in modules or "yolov5" in modules:
@@ -105,79 +106,130 @@ def checkpoint_format(path: Path) -> str:
     return "unknown"
 
 
+def is_model_class(name: str) -> bool:
+    """The allowlist for detector pickles: torch.nn and ultralytics module classes, and plain containers."""
+    if name in _PLAIN:
+        return True
+    if not name.startswith(_MODEL_TREES) or name.count(".") < 3:
+        return False
+    try:
+        import torch
+
+        obj = resolve_global(name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _registry_trusts(path: Path) -> bool:
+    from detector.weights import REGISTRY
+
+    known = {r.sha256 for r in REGISTRY.values() if r.sha256}
+    return bool(known) and _sha256(path) in known
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict:
+    """An ultralytics checkpoint's contents, loaded without running code from it (see the module docstring)."""
+    path = Path(path)
+    ckpt = load_torch_file(path, allow=is_model_class, trust=trust or _registry_trusts(path), advice=TRUST_ADVICE)
+    if not isinstance(ckpt, dict) or not any(k in ckpt for k in ("model", "ema")):
+        raise DetectorFormatError(f"{path} is not an ultralytics YOLO checkpoint (no model inside)")
+    return ckpt
+
+
 def write_spec(pt_path: Path, spec: DetectorSpec) -> None:
-    """Store ``spec`` inside an ultralytics checkpoint (an extra key ultralytics ignores)."""
+    """Store ``spec`` inside an ultralytics checkpoint that Hakuna just wrote (an extra key ultralytics ignores)."""
     import torch
 
-    ckpt = torch.load(pt_path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(pt_path)
     ckpt[SPEC_KEY] = spec.to_json()
     torch.save(ckpt, pt_path)
 
 
-def read_spec(path: Path, fallback_name: str | None = None) -> DetectorSpec | None:
-    """The spec stored in a .pt or .onnx file, or the registry's entry for a known release; None if neither."""
+def _registry_spec(path: Path, name: str | None = None) -> DetectorSpec | None:
     from detector.weights import REGISTRY
 
+    known = REGISTRY.get((name or path.stem).lower())
+    return known.spec if known else None
+
+
+def read_spec(path: Path, fallback_name: str | None = None, *, trust: bool = False) -> DetectorSpec | None:
+    """The spec stored in a .pt or .onnx file, or the registry's entry for a known release; None if neither."""
     path = Path(path)
     if path.suffix == ".onnx":
         meta = onnx_metadata(path)
         if SPEC_KEY in meta:
             return DetectorSpec.from_json(meta[SPEC_KEY])
     elif path.suffix == ".pt":
-        import torch
-
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if isinstance(ckpt, dict) and SPEC_KEY in ckpt:
+        ckpt = load_checkpoint(path, trust=trust)
+        if SPEC_KEY in ckpt:
             return DetectorSpec.from_json(ckpt[SPEC_KEY])
-    known = REGISTRY.get((fallback_name or path.stem).lower())
-    return known.spec if known else None
+    return _registry_spec(path, fallback_name)
 
 
-def onnx_session(path: Path, device: str | None = "cpu"):
-    """An onnxruntime session: CUDA provider first unless ``device`` is "cpu" or there is no GPU, then CPU."""
-    import onnxruntime as ort
+def _module_from_checkpoint(ckpt: dict):
+    """The inference module of an ultralytics checkpoint, prepared as ultralytics' own loader does."""
+    import torch
 
-    providers = ["CPUExecutionProvider"]
-    if device != "cpu" and cuda_available_to_onnxruntime():
-        providers.insert(0, "CUDAExecutionProvider")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """Custom metadata of an ONNX file, read with onnxruntime (the offline runner has no ``onnx`` package)."""
-    return dict(onnx_session(path, "cpu").get_modelmeta().custom_metadata_map)
+    module = (ckpt.get("ema") or ckpt["model"]).float()
+    if not hasattr(module, "stride"):
+        module.stride = torch.tensor([32.0])
+    module = module.fuse() if hasattr(module, "fuse") else module
+    for m in module.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = True
+        elif isinstance(m, torch.nn.Upsample) and not hasattr(m, "recompute_scale_factor"):
+            m.recompute_scale_factor = None
+    return module.eval()
 
 
 class TorchDetector:
-    """An ultralytics checkpoint run as a plain PyTorch module (FP16 and channels_last on CUDA)."""
+    """An ultralytics checkpoint run as a plain PyTorch module (FP16 and channels_last on CUDA).
+
+    uint8 goes to the device (pinned memory, non-blocking) and is normalised there.
+    """
 
     backend = "torch"
 
-    def __init__(self, path: Path, spec: DetectorSpec, device: str) -> None:
+    def __init__(self, module, spec: DetectorSpec, device: str) -> None:
         import torch
 
-        YOLO = offline_ultralytics()
         self.spec = spec
-        self.device = torch.device(device)
-        module = YOLO(str(path)).model
-        module = module.fuse() if hasattr(module, "fuse") else module
-        self.half = self.device.type == "cuda"
-        module = module.to(self.device).eval()
+        self.device = device
+        self._device = torch.device(device)
+        self.half = self._device.type == "cuda"
+        module = module.to(self._device)
         if self.half:
             module = module.half().to(memory_format=torch.channels_last)
         self.module = module
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
+    def forward(self, batch: Any) -> Any:
+        """Raw head output for a uint8 batch; a tensor stays on the device, numpy in gives numpy out."""
         import torch
 
+        as_numpy = isinstance(batch, np.ndarray)
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-            x = x.half().contiguous(memory_format=torch.channels_last) if self.half else x
+            if as_numpy:
+                x = torch.from_numpy(batch)
+                if self.half:
+                    x = x.pin_memory()
+                x = x.to(self._device, non_blocking=True).permute(0, 3, 1, 2)
+            else:
+                x = batch.to(self._device, non_blocking=True)
+            x = (x.half() if self.half else x.float()).div_(255.0)
+            if self.half:
+                x = x.contiguous(memory_format=torch.channels_last)
             out = self.module(x)
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            return out.float().cpu().numpy()
+            out = (out[0] if isinstance(out, (tuple, list)) else out).float()
+            return out.cpu().numpy() if as_numpy else out
 
 
 class OnnxDetector:
@@ -187,74 +239,80 @@ class OnnxDetector:
 
     def __init__(self, path: Path, spec: DetectorSpec, device: str) -> None:
         self.spec = spec
+        self.device = device
         self.session = onnx_session(path, device)
         self.input_name = self.session.get_inputs()[0].name
         self.fp16 = "float16" in self.session.get_inputs()[0].type
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        x = batch.astype(np.float16) if self.fp16 else batch
-        return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
+    def forward(self, batch: Any) -> np.ndarray:
+        if not isinstance(batch, np.ndarray):  # a tensor from the torch decoder
+            batch = batch.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        x = batch.transpose(0, 3, 1, 2).astype(np.float16 if self.fp16 else np.float32) / 255.0
+        return np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0], dtype=np.float32)
 
 
-def cuda_available_to_onnxruntime() -> bool:
-    """onnxruntime-gpu lists its CUDA provider even on machines without a GPU; ask for a driver too."""
-    import shutil
-
-    import onnxruntime as ort
-
-    has_driver = os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
-    return has_driver and "CUDAExecutionProvider" in ort.get_available_providers()
-
-
-def default_device() -> str:
-    """The device to run on: cuda when a GPU can be used (by torch, or by onnxruntime without torch), else cpu."""
-    try:
-        import torch
-    except ImportError:  # the ONNX-only runner
-        return "cuda" if cuda_available_to_onnxruntime() else "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def _refuse_other_formats(path: Path) -> None:
+    kind = checkpoint_format(path)
+    if kind == "yolov5":
+        raise DetectorFormatError(
+            f"{path} is a YOLOv5-format checkpoint (like MDv5a/MDv5b, MDv1000-redwood, MDv1000-spruce), which "
+            "ultralytics cannot load. Use an ultralytics-format MegaDetector (MDv1000-larch or MDv1000-sorrel: "
+            "`hakuna weights fetch mdv1000-sorrel`), or run MegaDetector itself and pass its results JSON to "
+            "the next stage."
+        )
+    if kind != "ultralytics":
+        raise DetectorFormatError(f"{path} is not an ultralytics YOLO checkpoint")
 
 
-def load(path: str | os.PathLike[str], *, device: str | None = None, spec: DetectorSpec | None = None) -> Detector:
+def load(path: str | os.PathLike[str], *, device: str | None = None, spec: DetectorSpec | None = None,
+         trust_model: bool = False) -> Detector:
     """Load a detector from a .pt (ultralytics) or .onnx file.
 
     Raises:
         FileNotFoundError: no such file.
-        DetectorFormatError: a YOLOv5-format checkpoint (MDv5a/b, MDv1000-redwood/-spruce), an unknown format,
-            or a file with no spec and no registry entry.
+        DetectorFormatError: a YOLOv5-format checkpoint, an unknown format, or no spec and no registry entry.
+        UntrustedFileError: a .pt whose pickle would call something other than model classes.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detector weights not found: {path}")
-    device = device or default_device()
-    if path.suffix == ".pt":
-        kind = checkpoint_format(path)
-        if kind == "yolov5":
-            raise DetectorFormatError(
-                f"{path} is a YOLOv5-format checkpoint (like MDv5a/MDv5b, MDv1000-redwood, MDv1000-spruce), which "
-                "ultralytics cannot load. Use an ultralytics-format MegaDetector (MDv1000-larch or MDv1000-sorrel: "
-                "`hakuna weights fetch mdv1000-sorrel`), or run MegaDetector itself and pass its results JSON to "
-                "the next stage."
-            )
-        if kind != "ultralytics":
-            raise DetectorFormatError(f"{path} is not an ultralytics YOLO checkpoint")
-    elif path.suffix != ".onnx":
+    device = resolve_device(device)
+    if path.suffix not in (".pt", ".onnx"):
         raise DetectorFormatError(f"{path}: unsupported weights format {path.suffix!r} (use .pt or .onnx)")
-    spec = spec or read_spec(path)
+    ckpt = None
+    if path.suffix == ".pt":
+        _refuse_other_formats(path)
+        ckpt = load_checkpoint(path, trust=trust_model)
+        spec = spec or (DetectorSpec.from_json(ckpt[SPEC_KEY]) if SPEC_KEY in ckpt else _registry_spec(path))
+    else:
+        spec = spec or _onnx_spec(path)
     if spec is None:
         raise DetectorFormatError(f"{path} carries no detector spec and is not a known release; retrain or export it "
                                   "with hakuna, or name a registry entry")  # fmt: skip
-    backend = OnnxDetector if path.suffix == ".onnx" else TorchDetector
-    log.info("loading %s detector %s (%s, input %d px) on %s", backend.backend, spec.name, path.name,
-             spec.input_size, device)  # fmt: skip
-    return backend(path, spec, device)
+    log.info("loading %s detector %s (%s, input %d px) on %s", "onnx" if ckpt is None else "torch", spec.name,
+             path.name, spec.input_size, device)  # fmt: skip
+    if ckpt is None:
+        detector: Detector = OnnxDetector(path, spec, device)
+    else:
+        offline_ultralytics()  # ultralytics settings before its modules run
+        detector = TorchDetector(_module_from_checkpoint(ckpt), spec, device)
+    detector.file = path.name  # type: ignore[attr-defined]  # what results files call the detector
+    return detector
 
 
-def export_onnx(pt_path: Path, out: Path, *, half: bool = False) -> Path:
+def _onnx_spec(path: Path) -> DetectorSpec | None:
+    try:
+        return read_spec(path)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for truncated or foreign files
+        raise DetectorFormatError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from exc
+
+
+def export_onnx(pt_path: Path, out: Path, *, half: bool = False, trust_model: bool = False) -> Path:
     """Export an ultralytics checkpoint to ONNX (dynamic batch and size), with its spec in the metadata."""
     import onnx
 
-    spec = read_spec(pt_path)
+    load_checkpoint(pt_path, trust=trust_model)  # refuse untrusted files before ultralytics unpickles them
+    spec = read_spec(pt_path, trust=True)
     if spec is None:
         raise DetectorFormatError(f"{pt_path} carries no detector spec")
     YOLO = offline_ultralytics()

@@ -1,31 +1,28 @@
-"""Running a detector over many images: decode in worker processes, letterboxed batches, NMS, and
-checkpoints that make a killed run resumable without losing more than N images of work.
+"""Running a detector over many frames: the engine's detect stage (NMS, boxes mapped back to the upright
+image) and ``detect_files``, which writes MegaDetector results with checkpoints so that a killed run resumes
+without losing more than N frames of work.
 
-Letterboxing scales the upright image so its long side is the model's input size and pads right/bottom
-to a multiple of the stride; boxes are mapped back by the same scale, so they come out normalised to the
-upright image whatever size it was decoded at.
+Boxes come out normalised to the upright image whatever size it was decoded at: the letterbox scale and
+the decoded size travel with each frame (:class:`camtrap.engine.DecodedFrame`).
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 
-from camtrap.batching import batched
-from camtrap.images import load_image
-from camtrap.results import Detection, DetectionCategory, FrameDetections
-from detector.mdjson import DetectionResults, read_results, write_results
+from camtrap.engine import DecodedFrame, EngineConfig, EngineTimes, run
+from camtrap.frames import FrameRef
+from camtrap.mdjson import DetectionResults, read_results, write_results
+from camtrap.results import Detection, FrameDetections
 from detector.model import Detector, DetectorSpec
 
-__all__ = [
-    "DetectConfig", "Letterboxed", "letterbox", "prepare", "postprocess", "detect_batch", "detect_files", "list_images",
-]
+__all__ = ["DetectConfig", "FrameDetector", "postprocess", "detect_files", "results_for"]
 
 log = logging.getLogger(__name__)
 
@@ -34,47 +31,33 @@ log = logging.getLogger(__name__)
 class DetectConfig:
     """Batch detection settings (thresholds come from the model's spec unless set here)."""
 
-    batch_size: int = 8
-    workers: int = 2  # decoding processes; 0 decodes in the calling process
-    checkpoint_every: int = 0  # images between checkpoints; 0: none
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(read_datetime=True))
+    checkpoint_every: int = 0  # frames between checkpoints; 0: none
     output_threshold: float | None = None
-    read_datetime: bool = True
 
 
-@dataclass(frozen=True)
-class Letterboxed:
-    """One decoded, letterboxed image ready for the detector (or the failure that prevented it)."""
+def _candidates(raw: Any, threshold: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image: boxes (xyxy, input pixels), scores and class indices of the anchors at or above ``threshold``.
 
-    file: str
-    pixels: np.ndarray | None  # H x W x 3 uint8, H and W multiples of the stride
-    scale: float  # letterbox pixels per decoded-image pixel
-    decoded_size: tuple[int, int]  # (width, height) as decoded
-    full_size: tuple[int, int]  # (width, height) of the upright original
-    failure: str | None = None
-    datetime: str | None = None
-
-
-def letterbox(rgb: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, float]:
-    """Scale ``rgb`` so its long side is ``size`` and pad right/bottom (grey 114) to a multiple of ``stride``."""
-    h, w = rgb.shape[:2]
-    r = size / max(h, w)
-    nw, nh = max(1, round(w * r)), max(1, round(h * r))
-    resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
-    ph, pw = -(-nh // stride) * stride, -(-nw // stride) * stride
-    out = np.full((ph, pw, 3), 114, np.uint8)
-    out[:nh, :nw] = resized
-    return out, r
-
-
-def prepare(item: tuple[str, str, int, int, bool]) -> Letterboxed:
-    """Decode one image (reduced-size JPEG decode where possible) and letterbox it; never raises."""
-    file, path, size, stride, read_dt = item
-    img = load_image(path, max_side=size, read_datetime=read_dt)
-    if not img.ok:
-        return Letterboxed(file, None, 0.0, (0, 0), (0, 0), f"{img.failure.value}: {img.detail}".rstrip(": "))
-    boxed, r = letterbox(img.pixels, size, stride)
-    h, w = img.pixels.shape[:2]
-    return Letterboxed(file, boxed, r, (w, h), (img.width, img.height), None, img.datetime)
+    ``raw`` is the head output ``(N, 4 + classes, A)``, numpy or a tensor; a tensor is filtered on its device
+    and only the survivors are copied to the host.
+    """
+    out = []
+    for pred in raw:
+        cls_scores = pred[4:]
+        if isinstance(pred, np.ndarray):
+            classes = cls_scores.argmax(axis=0)
+            scores = cls_scores[classes, np.arange(cls_scores.shape[1])]
+            sel = scores >= threshold
+            boxes, scores, classes = pred[:4, sel], scores[sel], classes[sel]
+        else:
+            scores_t, classes_t = cls_scores.max(dim=0)
+            sel = scores_t >= threshold
+            boxes, scores, classes = (t.cpu().numpy() for t in (pred[:4, sel], scores_t[sel], classes_t[sel]))
+        cx, cy, w, h = boxes
+        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+        out.append((xyxy, scores.astype(np.float32), classes.astype(np.int64)))
+    return out
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
@@ -94,113 +77,91 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float)
     return np.array(keep, np.int64)
 
 
-def postprocess(raw: np.ndarray, items: list[Letterboxed], spec: DetectorSpec,
+def postprocess(raw: Any, geometry: list[tuple[float, tuple[int, int]]], spec: DetectorSpec,
                 threshold: float) -> list[tuple[Detection, ...]]:
-    """Raw head output ``(N, 4 + classes, A)`` -> per-image detections, normalised to the upright image."""
+    """Raw head output -> per-image detections normalised to the upright image.
+
+    ``geometry`` gives, per image, the letterbox scale and the (width, height) it was decoded at.
+    """
     out = []
-    for pred, item in zip(raw, items):
-        cls_scores = pred[4:]
-        classes = cls_scores.argmax(axis=0)
-        scores = cls_scores[classes, np.arange(cls_scores.shape[1])]
-        sel = scores >= threshold
-        if not sel.any():
+    for (xyxy, scores, classes), (scale, (dw, dh)) in zip(_candidates(raw, threshold), geometry):
+        if not len(scores):
             out.append(())
             continue
-        cx, cy, w, h = pred[:4, sel]
-        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-        keep = _nms(xyxy, scores[sel].astype(np.float32), classes[sel].astype(np.int64), spec.nms_iou)
-        keep = keep[: spec.max_detections]
-        dw, dh = item.decoded_size
+        keep = _nms(xyxy, scores, classes, spec.nms_iou)[: spec.max_detections]
         dets = []
         for k in keep:
-            x0, y0, x1, y1 = np.clip(xyxy[k] / item.scale / np.array([dw, dh, dw, dh]), 0.0, 1.0)
-            category = DetectionCategory[spec.classes[int(classes[sel][k])].upper()]
+            x0, y0, x1, y1 = np.clip(xyxy[k] / scale / np.array([dw, dh, dw, dh]), 0.0, 1.0)
             box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
-            dets.append(Detection(category, float(scores[sel][k]), box))
+            dets.append(Detection(spec.classes[int(classes[k])], float(scores[k]), box))
         out.append(tuple(dets))
     return out
 
 
-def detect_batch(detector: Detector, items: list[Letterboxed], threshold: float | None = None) -> list[FrameDetections]:
-    """Detect on prepared images (failures pass through as failed frames)."""
+class FrameDetector:
+    """A detector as the engine's detect stage: boxes for a letterboxed batch (:class:`camtrap.engine.DetectStage`)."""
+
+    def __init__(self, detector: Detector, threshold: float | None = None) -> None:
+        self.detector = detector
+        self.spec = detector.spec
+        self.input_size, self.stride, self.device = detector.spec.input_size, detector.spec.stride, detector.device
+        self.threshold = detector.spec.output_threshold if threshold is None else threshold
+
+    def __call__(self, batch: Any, frames: list[DecodedFrame]) -> list[tuple[Detection, ...]]:
+        raw = self.detector.forward(batch)
+        return postprocess(raw, [(f.scale, f.decoded_wh) for f in frames], self.spec, self.threshold)
+
+
+def results_for(detector: Detector, frames: list[FrameDetections]) -> DetectionResults:
+    """A results file's worth of frames, with the detector's file name and recommended thresholds."""
     spec = detector.spec
-    threshold = spec.output_threshold if threshold is None else threshold
-    good = [it for it in items if it.pixels is not None]
-    dets: dict[str, tuple[Detection, ...]] = {}
-    if good:
-        hb = max(it.pixels.shape[0] for it in good)
-        wb = max(it.pixels.shape[1] for it in good)
-        batch = np.full((len(good), 3, hb, wb), 114 / 255, np.float32)
-        for i, it in enumerate(good):
-            h, w = it.pixels.shape[:2]
-            batch[i, :, :h, :w] = it.pixels.transpose(2, 0, 1) / np.float32(255)
-        for it, d in zip(good, postprocess(detector.forward(batch), good, spec, threshold)):
-            dets[it.file] = d
-    return [FrameDetections(it.file, dets[it.file], None, *it.full_size, it.datetime) if it.pixels is not None
-            else FrameDetections(it.file, None, it.failure) for it in items]  # fmt: skip
-
-
-def _prepared(files: list[tuple[str, Path]], spec: DetectorSpec, cfg: DetectConfig) -> Iterator[Letterboxed]:
-    jobs = [(f, str(p), spec.input_size, spec.stride, cfg.read_datetime) for f, p in files]
-    if cfg.workers <= 0:
-        yield from map(prepare, jobs)
-        return
-    with mp.get_context("spawn").Pool(cfg.workers) as pool:
-        yield from pool.imap(prepare, jobs, chunksize=4)
+    meta = {"megadetector_version": spec.name, "image_size": spec.input_size,
+            "typical_detection_threshold": spec.typical_threshold,
+            "conservative_detection_threshold": spec.conservative_threshold}  # fmt: skip
+    return DetectionResults(tuple(frames), getattr(detector, "file", spec.name), meta)
 
 
 def _checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name + ".checkpoint.json")
 
 
-def detect_files(detector: Detector, files: list[tuple[str, Path]], cfg: DetectConfig, *, out: Path | None = None,
-                 resume: bool = False, progress: Callable[[int], None] | None = None) -> DetectionResults:
-    """Detect on ``files`` (pairs of relative name, path), in order; every file gets an entry.
+def _resumed(out: Path | None, resume: bool, wanted: set[str]) -> dict[str, FrameDetections]:
+    if not resume or out is None:
+        return {}
+    for source in (_checkpoint_path(out), out):
+        if source.exists():
+            done = {k: v for k, v in read_results(source).by_file().items() if k in wanted}
+            log.info("resuming: %d of %d frames already done (%s)", len(done), len(wanted), source.name)
+            return done
+    return {}
+
+
+def detect_files(detector: Detector, frames: list[FrameRef], cfg: DetectConfig = DetectConfig(), *,  # noqa: B008
+                 out: Path | None = None, resume: bool = False, progress: Callable[[int], None] | None = None,
+                 times: EngineTimes | None = None) -> DetectionResults:  # fmt: skip
+    """Detect on ``frames``, in order; every frame gets an entry (failures included).
 
     With ``out`` and ``cfg.checkpoint_every``, partial results go atomically to ``<out>.checkpoint.json``
-    every N images; ``resume`` reads that checkpoint (or a finished ``out``) and skips what is done.  The final
-    file lists images in input order, so a resumed run writes the same file as an uninterrupted one.
+    every N frames; ``resume`` reads that checkpoint (or a finished ``out``) and skips what is done.  The final
+    file lists frames in input order, so a resumed run writes the same file as an uninterrupted one.
     """
-    done: dict[str, FrameDetections] = {}
-    if resume and out is not None:
-        for source in (_checkpoint_path(out), out):
-            if source.exists():
-                done.update(read_results(source).by_file())
-                log.info("resuming: %d of %d images already done (%s)", len(done), len(files), source.name)
-                break
-    wanted = {f for f, _ in files}
-    done = {k: v for k, v in done.items() if k in wanted}
+    names = [f.file for f in frames]
+    done = _resumed(out, resume, set(names))
     if progress and done:
         progress(len(done))
-    todo = [(f, p) for f, p in files if f not in done]
+    todo = [f for f in frames if f.file not in done]
+    stage = FrameDetector(detector, cfg.output_threshold)
     since = 0
-    for batch in batched(_prepared(todo, detector.spec, cfg), cfg.batch_size):
-        for frame in detect_batch(detector, batch, cfg.output_threshold):
-            done[frame.file] = frame
-        since += len(batch)
+    for outcome in run(todo, detect=stage, cfg=cfg.engine, times=times):
+        done[outcome.frame.file] = outcome.frame
+        since += 1
         if progress:
-            progress(len(batch))
+            progress(1)
         if out is not None and cfg.checkpoint_every and since >= cfg.checkpoint_every:
-            write_results(_checkpoint_path(out), _results(detector.spec, [done[f] for f, _ in files if f in done]))
+            write_results(_checkpoint_path(out), results_for(detector, [done[n] for n in names if n in done]))
             since = 0
-    results = _results(detector.spec, [done[f] for f, _ in files])
+    results = results_for(detector, [done[n] for n in names])
     if out is not None:
         write_results(out, results)
         _checkpoint_path(out).unlink(missing_ok=True)
     return results
-
-
-def _results(spec: DetectorSpec, frames: list[FrameDetections]) -> DetectionResults:
-    meta = {"megadetector_version": spec.name, "image_size": spec.input_size,
-            "typical_detection_threshold": spec.typical_threshold,
-            "conservative_detection_threshold": spec.conservative_threshold}  # fmt: skip
-    return DetectionResults(tuple(frames), spec.name, meta)
-
-
-def list_images(root: Path, recursive: bool = False) -> list[tuple[str, Path]]:
-    """Image files under ``root`` as (relative name with '/' separators, path), sorted."""
-    exts = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
-    pattern = "**/*" if recursive else "*"
-    paths = sorted(p for p in root.glob(pattern) if p.suffix.lower() in exts and p.is_file())
-    return [(p.relative_to(root).as_posix(), p) for p in paths]
-

@@ -18,7 +18,7 @@ import cv2
 import pandas as pd
 
 from camtrap.dataset import SequenceSet, season_split
-from camtrap.images import load_image
+from camtrap.images import load_frame
 from camtrap.lila import read_lila_boxes
 from detector.model import DetectorSpec, offline_ultralytics, write_spec
 
@@ -51,8 +51,8 @@ class DetectorTrainConfig:
     mosaic: float = 0.0  # mosaic slows convergence on small synthetic sets; raise it for real data
     scale_augment: float = 0.3  # random zoom range (ultralytics' default 0.5 shrinks small animals away)
     validate_every_epoch: bool = False  # validation runs after the last epoch either way
-    conf_threshold: float = 0.2  # recommended threshold stored with the model
-    conservative_threshold: float = 0.1
+    conf_threshold: float = 0.2  # the animal threshold stored with the model (DetectorSpec.typical_threshold)
+    conservative_threshold: float = 0.1  # stored too: detections classified in the pipeline
 
 
 def _yolo_lines(boxes: pd.DataFrame) -> str:
@@ -98,12 +98,12 @@ def _write_split(part: SequenceSet, boxes: pd.DataFrame, folder: Path, split: st
     (folder / "images" / split).mkdir(parents=True, exist_ok=True)
     (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
     written = 0
-    paths = part.image_paths()
+    refs = part.frame_refs()
     for i in keep[keep].index:
-        file_name, path = part.frames["file_name"].iat[i], paths[i]
-        img = load_image(path, max_side=imgsz)
+        file_name = part.frames["file_name"].iat[i]
+        img = load_frame(refs[i], max_side=imgsz)
         if not img.ok:
-            log.warning("skipping %s: %s", path, img.failure.value)
+            log.warning("skipping %s: %s", file_name, img.failure.value)
             continue
         h, w = img.pixels.shape[:2]
         scale = imgsz / max(h, w)

@@ -6,6 +6,7 @@ validation split and saved as a small JSON file (:class:`fusion.model.FusionMode
 
 from fusion.fit import fit
 from fusion.fuse import fuse, fuse_all
-from fusion.model import FusionConfig, FusionModel, Pooling, SequenceEvidence
+from fusion.model import FusionConfig, FusionMismatchError, FusionModel, Pooling, SequenceEvidence
 
-__all__ = ["FusionConfig", "FusionModel", "Pooling", "SequenceEvidence", "fit", "fuse", "fuse_all"]
+__all__ = ["FusionConfig", "FusionMismatchError", "FusionModel", "Pooling", "SequenceEvidence", "fit", "fuse",
+           "fuse_all"]

@@ -46,18 +46,19 @@ def _species_loss(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit(evidence: list[SequenceEvidence], labels: pd.DataFrame, config: FusionConfig | None = None, *,
-        priors: tuple[float, ...] | None = None) -> FusionModel:
+        animal_threshold: float, priors: tuple[float, ...] | None = None) -> FusionModel:
     """Fit the empty model, then the temperature and prior mix, on labelled validation sequences.
 
+    ``animal_threshold`` is the detector's (its spec's ``typical_threshold``), recorded in the model.
     ``priors`` default to the validation labels' frequencies; pass the training set's when you have it.
     """
     config = config or FusionConfig()
     y = labels.loc[[ev.seq_id for ev in evidence], list(COLUMNS)].to_numpy(np.float64)
-    model = FusionModel(config=config, priors=priors or class_priors(labels))
+    model = FusionModel(config=config, priors=priors or class_priors(labels), animal_threshold=animal_threshold)
     seen = [i for i, ev in enumerate(evidence) if ev.frame_animal_conf]
     if not config.calibrate or len(seen) < 2:
         return model
-    feats = np.stack([empty_features(evidence[i], model, config.raw_empty_threshold) for i in seen])
+    feats = np.stack([empty_features(evidence[i], model) for i in seen])
     y_empty = y[seen, EMPTY_INDEX]
     if 0 < y_empty.sum() < len(y_empty):
         coef = fit_empty(feats, y_empty, config.empty_l2)

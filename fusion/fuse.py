@@ -42,16 +42,16 @@ def pool(rows: np.ndarray, weights: np.ndarray, how: Pooling, *, distribution: b
     return out / out.sum() if distribution and out.sum() > 0 else out
 
 
-def empty_features(ev: SequenceEvidence, model: FusionModel, threshold: float = 0.2) -> np.ndarray:
-    """[logit(1 - highest animal confidence), logit(pooled frame P(empty)), log(1 + frames >= threshold), 1].
+def empty_features(ev: SequenceEvidence, model: FusionModel) -> np.ndarray:
+    """[logit(1 - highest animal confidence), logit(pooled frame P(empty)), log(1 + frames with an animal), 1].
 
     The first is the strongest single frame (one frame with an animal makes a 40-frame sequence non-empty);
     the second is the pooled view of all frames (geometric mean by default); the third counts agreeing frames.
     """
     conf = np.asarray(ev.frame_animal_conf, np.float64)
     p_empty = pool((1 - conf)[:, None], np.ones(len(conf)), model.config.empty_pooling, distribution=False)[0]
-    return np.array([float(logit(1 - conf.max())), float(logit(p_empty)), float(np.log1p((conf >= threshold).sum())),
-                     1.0])  # fmt: skip
+    seen = float(np.log1p((conf >= model.threshold).sum()))
+    return np.array([float(logit(1 - conf.max())), float(logit(p_empty)), seen, 1.0])
 
 
 def species_distribution(ev: SequenceEvidence, model: FusionModel) -> np.ndarray | None:
@@ -60,11 +60,8 @@ def species_distribution(ev: SequenceEvidence, model: FusionModel) -> np.ndarray
     parts, weights = [], []
     if ev.crop_probs:
         probs, confs = np.asarray(ev.crop_probs, np.float64), np.asarray(ev.crop_confs, np.float64)
-        keep = confs >= cfg.min_crop_conf
-        if keep.any():
-            weight = confs[keep] ** cfg.conf_weight_power
-            parts.append(pool(probs[keep], weight, cfg.species_pooling, distribution=True))
-            weights.append(1.0)
+        parts.append(pool(probs, confs**cfg.conf_weight_power, cfg.species_pooling, distribution=True))
+        weights.append(1.0)
     if ev.frame_probs and cfg.one_stage_weight > 0:
         frames = np.asarray(ev.frame_probs, np.float64)[:, _SPECIES_IDX]
         parts.append(pool(frames, np.ones(len(frames)), cfg.species_pooling, distribution=True))
@@ -81,9 +78,9 @@ def species_distribution(ev: SequenceEvidence, model: FusionModel) -> np.ndarray
 def _p_empty(ev: SequenceEvidence, model: FusionModel) -> float:
     cfg = model.config
     if not cfg.calibrate:
-        seen = max(ev.frame_animal_conf, default=0.0) >= cfg.raw_empty_threshold
+        seen = max(ev.frame_animal_conf, default=0.0) >= model.threshold
         return 1 - cfg.raw_confidence if seen else cfg.raw_confidence
-    z = float(empty_features(ev, model, cfg.raw_empty_threshold) @ np.asarray(model.empty_coef))
+    z = float(empty_features(ev, model) @ np.asarray(model.empty_coef))
     return float(1 / (1 + np.exp(-z)))
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camtrap.fileio import atomic_write_json
+from camtrap.fileio import DataError, atomic_write_json, read_json
 from camtrap.labels import COLUMNS
 
-__all__ = ["Pooling", "FusionConfig", "FusionModel", "SequenceEvidence"]
+__all__ = ["Pooling", "FusionConfig", "FusionModel", "FusionMismatchError", "SequenceEvidence"]
 
 
 class Pooling(enum.Enum):
@@ -28,13 +27,11 @@ class Pooling(enum.Enum):
 class FusionConfig:
     """Every knob of fusion.  The fitted parts live in :class:`FusionModel`."""
 
-    min_crop_conf: float = 0.1  # detections below this contribute no crop
     conf_weight_power: float = 1.0  # crop weight = detection confidence ** power
     species_pooling: Pooling = Pooling.MEAN  # winners: mean for species
     empty_pooling: Pooling = Pooling.GMEAN  # winners: geometric mean for empty
     one_stage_weight: float = 0.0  # weight of whole-frame (one-stage) species evidence when given
-    calibrate: bool = True  # False: raw scores, for ablations
-    raw_empty_threshold: float = 0.2  # uncalibrated mode: empty when no animal reaches this
+    calibrate: bool = True  # False: raw scores, for ablations (empty: no animal at the detector's threshold)
     raw_confidence: float = 0.95  # uncalibrated mode: probability given to the thresholded decision
     prob_floor: float = 1e-5  # every output kept in [floor, 1 - floor]
     temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0)  # searched when fitting
@@ -48,16 +45,23 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> FusionConfig:
-        raw = dict(raw)
+        """Parse a config; keys of older versions (thresholds now read from the detector's spec) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in known}
         raw["species_pooling"], raw["empty_pooling"] = Pooling(raw["species_pooling"]), Pooling(raw["empty_pooling"])
         for key in ("temperatures", "prior_mixes"):
             raw[key] = tuple(raw[key])
         return cls(**raw)
 
 
+class FusionMismatchError(ValueError):
+    """A fusion file used with a detector other than the one it was fitted for."""
+
+
 @dataclass(frozen=True)
 class FusionModel:
-    """A config plus what was fitted on validation data: the empty model, temperature, prior mix, priors."""
+    """A config plus what was fitted on validation data: the empty model, temperature, prior mix, priors, and the
+    detector's animal threshold it was fitted with (its spec's ``typical_threshold``; None until bound)."""
 
     config: FusionConfig = FusionConfig()
     # logistic P(empty) on fusion.fuse.empty_features; the default (before fitting) is 1 - highest animal conf
@@ -66,19 +70,40 @@ class FusionModel:
     prior_mix: float = 0.01
     priors: tuple[float, ...] = field(default_factory=lambda: tuple([1.0 / len(COLUMNS)] * len(COLUMNS)))
     fitted_on: dict = field(default_factory=dict)
+    animal_threshold: float | None = None
+
+    @property
+    def threshold(self) -> float:
+        """The animal threshold fusion counts frames with (the detector's; 0.2 if never bound)."""
+        return 0.2 if self.animal_threshold is None else self.animal_threshold
+
+    def bind(self, animal_threshold: float, detector: str = "the detector") -> FusionModel:
+        """This model for a detector with ``animal_threshold``; refuses one fitted with another threshold."""
+        if self.animal_threshold is not None and abs(self.animal_threshold - animal_threshold) > 1e-9:
+            raise FusionMismatchError(
+                f"the fusion file was fitted with a detector whose animal threshold is {self.animal_threshold}, but "
+                f"{detector} uses {animal_threshold}; fit fusion for this detector (`hakuna fit-fusion`)")
+        return dataclasses.replace(self, animal_threshold=float(animal_threshold))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return atomic_write_json(path, {
             "config": self.config.to_dict(), "empty_coef": list(self.empty_coef), "temperature": self.temperature,
             "prior_mix": self.prior_mix, "priors": dict(zip(COLUMNS, self.priors)), "fitted_on": self.fitted_on,
+            "animal_threshold": self.animal_threshold,
         })  # fmt: skip
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FusionModel:
-        raw = json.loads(Path(path).read_text())
-        priors = tuple(float(raw["priors"][c]) for c in COLUMNS)
-        return cls(FusionConfig.from_dict(raw["config"]), tuple(raw["empty_coef"]), float(raw["temperature"]),
-                   float(raw["prior_mix"]), priors, raw.get("fitted_on", {}))  # fmt: skip
+        """Read a fusion file; any problem is a :class:`camtrap.fileio.DataError` naming it."""
+        raw = read_json(path)
+        try:
+            priors = tuple(float(raw["priors"][c]) for c in COLUMNS)
+            threshold = raw.get("animal_threshold")
+            return cls(FusionConfig.from_dict(raw["config"]), tuple(float(v) for v in raw["empty_coef"]),
+                       float(raw["temperature"]), float(raw["prior_mix"]), priors, dict(raw.get("fitted_on") or {}),
+                       None if threshold is None else float(threshold))  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(path, f"not a fusion file ({type(exc).__name__}: {exc})") from exc
 
 
 @dataclass(frozen=True)

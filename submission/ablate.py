@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import read_labels, read_test
+from camtrap.engine import EngineConfig
 from camtrap.fileio import atomic_write_json, atomic_write_text
 from camtrap.labels import COLUMNS, EMPTY
 from camtrap.metric import per_class_log_loss
 from classifier.predict import load as load_classifier
 from detector.model import load as load_detector
-from detector.predict import DetectConfig
 from fusion import FusionConfig, FusionModel, fuse_all
 from submission.baselines import one_stage_submission
 from submission.demo import DemoConfig, ensure_models
@@ -95,11 +95,11 @@ def run_ablation(data_root: Path, models: Path, out: Path, cfg: DemoConfig = Dem
         rows.append(_row(name, text, pred, labels, time.perf_counter() - t0, n))
         preds[name] = pred
     t0 = time.perf_counter()
-    pipeline = PipelineConfig(detect=DetectConfig(workers=cfg.workers, read_datetime=False))
-    evidence, _ = collect_evidence(test, load_detector(models / "detector.pt", device="cpu"),
-                                   load_classifier(models / "classifier.pt", device="cpu"), pipeline)
+    pipeline = PipelineConfig(engine=EngineConfig(workers=cfg.workers))
+    detector = load_detector(models / "detector.pt", device="cpu")
+    evidence, _ = collect_evidence(test, detector, load_classifier(models / "classifier.pt", device="cpu"), pipeline)
     seconds = time.perf_counter() - t0
-    fusion = FusionModel.load(models / "fusion.json")
+    fusion = FusionModel.load(models / "fusion.json").bind(detector.spec.typical_threshold)
     raw = dataclasses.replace(fusion, config=dataclasses.replace(fusion.config, calibrate=False))
     ids = pd.Index([ev.seq_id for ev in evidence], name="seq_id")
     for model, name, text in ((fusion, "two_stage", "two-stage: detector + crop classifier + calibrated fusion"),

@@ -29,8 +29,8 @@ def one_stage_submission(part: SequenceSet, frame_classifier: Classifier, priors
     if not frame_classifier.spec.multilabel or tuple(frame_classifier.spec.classes) != COLUMNS:
         raise ValueError("one-stage scoring needs a whole-frame classifier over the 54 columns (--source frames)")
     frames = part.frames.groupby("seq_id", sort=False).head(1) if first_frame_only else part.frames
-    paths = [part.image_path(f, s) for f, s in zip(frames["file_name"], frames["season"])]
-    preds = classify_paths(frame_classifier, paths)
+    refs = [part.frame_ref(f, q, s) for f, q, s in zip(frames["file_name"], frames["seq_id"], frames["season"])]
+    preds = classify_paths(frame_classifier, refs)
     probs = {}
     for seq_id, p in zip(frames["seq_id"], preds):
         if p.probs is not None:

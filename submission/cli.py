@@ -1,5 +1,10 @@
 """The ``hakuna`` command: one console script, a subcommand per job.  Each subcommand only builds a config
-and calls a library function; the subcommands live in ``submission/commands/``."""
+and calls a library function; the subcommands live in ``submission/commands/``.
+
+Errors a user can fix (a malformed file, a refused model, an unreadable path, an unwritable output) are printed
+as one line naming the file, with exit status 2; anything else is a bug and keeps its traceback.  Heavy
+libraries (torch, ultralytics) are imported by the handlers that need them, so light commands start fast.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from camtrap.fileio import DataError
-from camtrap.metric import SubmissionError
 from submission.commands import UsageError, analysis, classify, data, demo, detect, run
 
 __all__ = ["main", "build_parser"]
 
 COMMAND_MODULES = (data, demo, detect, classify, run, analysis)
+# Exception classes (by module, imported only if that module was) whose message is a complete one-line answer.
+_USER_ERRORS = (("camtrap.fileio", "DataError"), ("camtrap.metric", "SubmissionError"),
+                ("camtrap.safeload", "ModelFileError"), ("fusion.model", "FusionMismatchError"),
+                ("detector.weights", "DownloadError"), ("classifier.backbones", "PretrainedUnavailable"),
+                ("submission.harness", "HarnessError"))  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_error(exc: BaseException) -> str | None:
+    """The one line to print for an error the user can fix, or None for a bug."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    for module, name in _USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return str(exc)
+    if isinstance(exc, OSError):  # FileNotFoundError, PermissionError, IsADirectoryError, disk full, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hakuna`` with ``argv``; returns the exit status (0 ok, 1 failed, 2 bad input or usage)."""
     parser = build_parser()
@@ -36,12 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except (DataError, SubmissionError, UsageError, FileNotFoundError) as exc:
-        print(f"hakuna {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"hakuna {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        print(f"hakuna {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

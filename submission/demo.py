@@ -17,23 +17,23 @@ from pathlib import Path
 import pandas as pd
 
 from camtrap.dataset import read_labels, read_test, read_train, season_split
+from camtrap.engine import EngineConfig
 from camtrap.fileio import atomic_write_json
 from camtrap.labels import COLUMNS
+from camtrap.mdjson import read_results
 from camtrap.metric import per_class_log_loss, read_submission
 from camtrap.synth import SynthConfig, generate
+from classifier.config import ClassifierTrainConfig
 from classifier.data import crop_samples, frame_samples
 from classifier.predict import load as load_classifier
-from classifier.train import ClassifierTrainConfig
-from classifier.train import train as train_classifier
-from detector.mdjson import read_results
 from detector.model import load as load_detector
 from detector.predict import DetectConfig, detect_files
 from detector.train import DetectorTrainConfig
-from detector.train import train as train_detector
 from fusion import fit
 from fusion.fit import class_priors
 from submission.baselines import one_stage_submission, prior_submission
-from submission.package import build_package, run_submission
+from submission.harness import run_submission
+from submission.package import build_package
 from submission.pipeline import PipelineConfig, collect_evidence
 
 __all__ = ["DemoConfig", "run_demo", "ensure_models", "format_scores"]
@@ -86,6 +86,9 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), say: Callable[[str], Non
 def ensure_models(data_root: Path, models: Path, cfg: DemoConfig, say: Callable[[str], None] = print):
     """Train whatever of detector, crop classifier, fusion and one-stage classifier is missing under ``models``
     (on the training seasons of ``data_root``); returns the training set."""
+    from classifier.train import train as train_classifier
+    from detector.train import train as train_detector
+
     train = read_train(data_root / "train" / "train_metadata.csv", data_root / "train" / "train_labels.csv",
                        data_root / "train")  # fmt: skip
     boxes = data_root / "lila" / "SnapshotSerengetiBboxes_synth.json"
@@ -93,29 +96,31 @@ def ensure_models(data_root: Path, models: Path, cfg: DemoConfig, say: Callable[
     _step("train detector", models / "detector.pt",
           lambda: train_detector(train, boxes, models / "detector.pt", det_cfg, work_dir=models / "detector-work"), say)
     detections = models / "train_detections.json"
-    files = list(zip(train.frames["file_name"], train.image_paths()))
+    engine = EngineConfig(workers=cfg.workers)
     _step("detect on training frames", models / "classifier.pt" if (models / "classifier.pt").exists() else detections,
-          lambda: detect_files(
-        load_detector(models / "detector.pt", device="cpu"), files, DetectConfig(workers=cfg.workers), out=detections,
-        resume=True), say)  # fmt: skip
+          lambda: detect_files(load_detector(models / "detector.pt", device="cpu"), train.frame_refs(),
+                               DetectConfig(engine=engine), out=detections, resume=True), say)  # fmt: skip
     clf_cfg = ClassifierTrainConfig(input_size=cfg.classifier_size, epochs=cfg.classifier_epochs, lr=0.002,
                                     device="cpu")
     _step("train crop classifier", models / "classifier.pt", lambda: train_classifier(
-        crop_samples(train, read_results(detections), threshold=0.2, margin=clf_cfg.margin), models / "classifier.pt",
-        clf_cfg, cache_dir=models / "cache"), say)  # fmt: skip
-    _step("fit fusion on the validation season", models / "fusion.json", lambda: _fit_fusion(train, models), say)
+        crop_samples(train, (results := read_results(detections)), threshold=results.typical_threshold),
+        models / "classifier.pt", clf_cfg, cache_dir=models / "cache"), say)  # fmt: skip
+    _step("fit fusion on the validation season", models / "fusion.json", lambda: _fit_fusion(train, models, cfg), say)
     one_cfg = ClassifierTrainConfig(input_size=cfg.one_stage_size, epochs=cfg.one_stage_epochs, lr=0.002, device="cpu")
     _step("train one-stage whole-frame classifier", models / "one_stage.pt", lambda: train_classifier(
         frame_samples(train), models / "one_stage.pt", one_cfg, cache_dir=models / "cache"), say)  # fmt: skip
     return train
 
 
-def _fit_fusion(train, models: Path) -> None:
+def _fit_fusion(train, models: Path, cfg: DemoConfig) -> None:
     _, val = season_split(train)
-    evidence, _ = collect_evidence(val, load_detector(models / "detector.pt", device="cpu"),
-                                   load_classifier(models / "classifier.pt", device="cpu"),
-                                   PipelineConfig(detect=DetectConfig(workers=2)))  # fmt: skip
-    fit(evidence, val.labels, priors=class_priors(train.labels)).save(models / "fusion.json")
+    detector = load_detector(models / "detector.pt", device="cpu")
+    evidence, _ = collect_evidence(val, detector, load_classifier(models / "classifier.pt", device="cpu"),
+                                   PipelineConfig(engine=EngineConfig(workers=cfg.workers)))  # fmt: skip
+    crops = sum(len(ev.crop_probs) for ev in evidence)
+    log.info("fusion: %d validation sequences, %d crops classified", len(evidence), crops)
+    fit(evidence, val.labels, animal_threshold=detector.spec.typical_threshold,
+        priors=class_priors(train.labels)).save(models / "fusion.json")
 
 
 def _write_scores(out: Path, data_root: Path, train, models: Path, cfg: DemoConfig) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import ImageLayout, SequenceSet, check_metadata
-from camtrap.fileio import DataError
+from camtrap.fileio import DataError, read_csv
 from camtrap.labels import COLUMNS
 from camtrap.metric import per_class_log_loss
 
@@ -44,7 +44,7 @@ def images_csv_as_sequences(csv_path: str | os.PathLike[str], root: Path | None 
     """Read ``path,label[,seq_id]`` rows as a labelled sequence set (each image its own sequence when there is no
     ``seq_id``); rows whose label is not one of the 54 columns are skipped and counted."""
     csv_path = Path(csv_path)
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    df = read_csv(csv_path, dtype=str, keep_default_na=False)
     for col in ("path", "label"):
         if col not in df.columns:
             raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)

@@ -1,14 +1,10 @@
-"""Building ``submission.zip`` (code + ONNX weights + fusion file, ``main.py`` at the root) and running one
-exactly as the competition's container does: in a fresh folder, ``data/`` beside it, no network."""
+"""Building ``submission.zip``: code + ONNX weights + fusion file, ``main.py`` at the root (run one with
+:mod:`submission.harness`)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -16,9 +12,10 @@ from pathlib import Path
 from camtrap.fileio import atomic_write
 from classifier.onnx import export_onnx as export_classifier
 from detector.model import export_onnx as export_detector
+from detector.model import read_spec
 from fusion import FusionModel
 
-__all__ = ["build_package", "run_submission", "RUNTIME_PACKAGES"]
+__all__ = ["build_package", "RUNTIME_PACKAGES"]
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "code"))
 
-if __name__ == "__main__":  # image-decoding workers are spawned and re-import this file: run only once
+if __name__ == "__main__":  # run only when executed, never on import
     from submission.runner import run_packaged
 
     sys.exit(run_packaged(HERE))
@@ -46,7 +43,10 @@ def _onnx(model: Path, folder: Path, export) -> Path:
 
 def build_package(detector: Path, classifier: Path, fusion: Path, out: Path, *, pipeline: dict | None = None) -> Path:
     """Write the zip; .pt models are exported to ONNX first.  Returns ``out``."""
-    FusionModel.load(fusion)  # refuse a broken fusion file now, not in the container
+    spec = read_spec(Path(detector))
+    if spec is None:
+        raise ValueError(f"{detector} carries no detector spec")
+    FusionModel.load(fusion).bind(spec.typical_threshold, Path(detector).name)  # refuse a mismatch now, not later
     with tempfile.TemporaryDirectory() as tmp:
         det = _onnx(Path(detector), Path(tmp), export_detector)
         clf = _onnx(Path(classifier), Path(tmp), export_classifier)
@@ -69,41 +69,3 @@ def build_package(detector: Path, classifier: Path, fusion: Path, out: Path, *, 
         atomic_write(out, write, binary=True)
     log.info("package -> %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
-
-
-def _sandbox(cmd: list[str], offline: bool) -> list[str]:
-    """Prefix ``cmd`` with a network-less namespace when the system allows it."""
-    if not offline:
-        return cmd
-    unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
-        return [unshare, "-n", *cmd]
-    log.warning("cannot create a network namespace here (needs root or user namespaces); running with network")
-    return cmd
-
-
-def run_submission(zip_path: Path, data_dir: Path, out_csv: Path, *, offline: bool = True,
-                   time_budget_s: float | None = None, python: str = sys.executable) -> Path:
-    """Unzip into a fresh folder, link ``data`` to ``data_dir``, run ``python main.py`` there, copy the CSV out."""
-    with tempfile.TemporaryDirectory(prefix="hakuna-run-") as tmp:
-        work = Path(tmp)
-        with zipfile.ZipFile(zip_path) as zf:
-            zf.extractall(work)
-        (work / "data").symlink_to(Path(data_dir).resolve(), target_is_directory=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HAKUNA_", "PYTHONPATH"))}
-        env["PYTHONNOUSERSITE"] = "1"
-        if time_budget_s is not None:
-            env["HAKUNA_TIME_BUDGET_S"] = str(time_budget_s)
-        proc = subprocess.run(_sandbox([python, "main.py"], offline), cwd=work, env=env, text=True,
-                              capture_output=True)  # fmt: skip
-        (Path(out_csv).parent).mkdir(parents=True, exist_ok=True)
-        log_path = Path(out_csv).with_suffix(".log")
-        log_path.write_text(proc.stdout + proc.stderr)
-        produced = work / "submission.csv"
-        if proc.returncode != 0 or not produced.exists():
-            raise RuntimeError(f"main.py failed (exit {proc.returncode}); its log is in {log_path}:\n"
-                               f"{(proc.stdout + proc.stderr)[-2000:]}")  # fmt: skip
-        shutil.copyfile(produced, out_csv)
-    return Path(out_csv)
-
-

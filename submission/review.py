@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from camtrap.fileio import atomic_write_text
-from camtrap.images import load_image
+from camtrap.frames import frame_ref
+from camtrap.geometry import DEFAULT_CROP_MARGIN, cut_crop
+from camtrap.images import load_frame
+from camtrap.mdjson import DetectionResults
 from camtrap.results import FrameDetections
-from detector.crops import cut_crop
-from detector.mdjson import DetectionResults
 
 __all__ = ["ReviewConfig", "build_review"]
 
@@ -36,7 +37,8 @@ class ReviewConfig:
 
     crop_px: int = 160
     frame_px: int = 640
-    margin: float = 0.1
+    margin: float = DEFAULT_CROP_MARGIN
+    allow_outside_root: bool = False
     top_fused: int = 5
     min_box_conf: float = 0.1  # unclassified boxes below this are counted, not drawn
     title: str = "Hakuna review"
@@ -62,7 +64,8 @@ def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: 
     entry: dict = {"file": frame.file, "failure": frame.failure, "boxes": [], "hidden": 0}
     if not frame.ok:
         return entry
-    img = load_image(image_root / frame.file, max_side=max(cfg.frame_px * 2, 1024))
+    ref = frame_ref(image_root, frame.file, allow_outside_root=cfg.allow_outside_root)
+    img = load_frame(ref, max_side=max(cfg.frame_px * 2, 1024))
     if not img.ok:
         entry["failure"] = img.failure.value
         return entry
@@ -75,7 +78,7 @@ def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: 
             entry["hidden"] += 1
             continue
         box = {"bbox": [round(v, 4) for v in det.bbox_xywh_norm], "conf": round(det.conf, 3),
-               "category": det.category.label, "top3": top3}  # fmt: skip
+               "category": det.category, "top3": top3}  # fmt: skip
         if top3:
             crop_id = f"{_slug(frame.file)}__{i}"
             thumb = f"thumbs/crops/{crop_id}.jpg"

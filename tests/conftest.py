@@ -58,7 +58,7 @@ def truth_results(pipeline_synth):
     """The generator's boxes for every frame of ``pipeline_synth`` as detector results (an oracle detector)."""
     from camtrap.dataset import read_test, read_train
     from camtrap.lila import read_lila_boxes
-    from detector.mdjson import results_from_boxes
+    from camtrap.mdjson import results_from_boxes
 
     boxes = read_lila_boxes(pipeline_synth.boxes_json)
     train = read_train(pipeline_synth.train_metadata, pipeline_synth.train_labels, pipeline_synth.train_image_root)
@@ -71,7 +71,7 @@ def truth_results(pipeline_synth):
 def trained_classifier(pipeline_synth, truth_results, tmp_path_factory: pytest.TempPathFactory):
     """EfficientNet-Lite0 (ImageNet-pretrained) fine-tuned by `hakuna classifier train` on the training seasons'
     crops (generator boxes), 128 px, 6 epochs (about three CPU minutes, once)."""
-    from detector.mdjson import write_results
+    from camtrap.mdjson import write_results
     from submission.cli import main
 
     folder = tmp_path_factory.mktemp("classifier")

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
-from tqdm import tqdm
-
-from camtrap.dataset import read_metadata
-from camtrap.metric import read_submission
-from detector.mdjson import read_results
 from submission.commands import UsageError
+from submission.commands.common import add_device, add_engine, add_outside_root, add_trust, engine_config
 
 __all__ = ["register"]
 
@@ -26,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", type=Path, help="fused sequence probabilities (submission.csv)")
     p.add_argument("--metadata", type=Path, help="file -> seq_id table (default: IMAGES/test_metadata.csv if present)")
     p.add_argument("--out", required=True, type=Path)
+    add_outside_root(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_review)
 
@@ -42,13 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", required=True, type=Path)
     p.add_argument("--classifier", required=True, type=Path)
     p.add_argument("--fusion", required=True, type=Path)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    add_device(p)
+    add_engine(p)
+    add_trust(p)
+    add_outside_root(p)
     p.set_defaults(handler=_evaluate)
 
 
 def _review(args: argparse.Namespace) -> int:
-    from submission.review import build_review
+    from tqdm import tqdm
+
+    from camtrap.dataset import read_metadata
+    from camtrap.mdjson import read_results
+    from camtrap.metric import read_submission
+    from submission.review import ReviewConfig, build_review
 
     results = read_results(args.results)
     meta_path = args.metadata or (args.images / "test_metadata.csv")
@@ -60,7 +63,8 @@ def _review(args: argparse.Namespace) -> int:
         raise UsageError(f"--metadata {args.metadata} not found")
     preds = read_submission(args.predictions) if args.predictions else None
     with tqdm(total=len(results.frames), desc="review", unit="img", disable=args.no_progress) as bar:
-        index = build_review(results, args.images, args.out, seq_of=seq_of, predictions=preds, progress=bar.update)
+        index = build_review(results, args.images, args.out, seq_of=seq_of, predictions=preds, progress=bar.update,
+                             cfg=ReviewConfig(allow_outside_root=args.allow_outside_root))  # fmt: skip
     print(f"review site -> {index}")
     return 0
 
@@ -79,17 +83,15 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from classifier.predict import load as load_classifier
-    from detector.model import load as load_detector
-    from detector.predict import DetectConfig
     from fusion import FusionModel
+    from submission.commands.run import load_models
     from submission.evaluate import evaluate_predictions, images_csv_as_sequences
     from submission.pipeline import PipelineConfig, predict_sequences
 
     part = images_csv_as_sequences(args.images_csv, args.root)
-    device = None if args.device == "auto" else args.device
-    cfg = PipelineConfig(detect=DetectConfig(workers=args.workers, read_datetime=False))
-    pred, _ = predict_sequences(part, load_detector(args.detector, device=device),
-                                load_classifier(args.classifier, device=device), FusionModel.load(args.fusion), cfg)
+    part = dataclasses.replace(part, allow_outside_root=args.allow_outside_root)
+    detector, classifier = load_models(args)
+    cfg = PipelineConfig(engine=engine_config(args))
+    pred, _ = predict_sequences(part, detector, classifier, FusionModel.load(args.fusion), cfg, keep_results=False)
     print(evaluate_predictions(pred, part.labels).summary())
     return 0

@@ -1,56 +1,55 @@
-"""Classifier subcommands: ``classifier train``, ``classifier export-onnx`` and ``classify``."""
+"""Classifier subcommands: ``classifier train``, ``classifier export-onnx``, ``classifier convert`` and ``classify``.
+
+Heavy modules (torch) are imported inside the handlers.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from tqdm import tqdm
-
-from camtrap.dataset import read_train
-from camtrap.fileio import atomic_write_csv
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
-from classifier.data import crop_samples, csv_samples, frame_samples
-from classifier.onnx import export_onnx
-from classifier.predict import (
-    classify_detections,
-    classify_paths,
-    load,
-    with_classifications,
-    write_predictions,  # fmt: skip
-)
-from classifier.train import BALANCE_CHOICES, ClassifierTrainConfig, train
-from detector.crops import CropConfig
-from detector.mdjson import read_results, write_results
 from submission.commands import UsageError
+from submission.commands.common import (
+    add_device,
+    add_engine,
+    add_outside_root,
+    add_trust,
+    device_of,
+    engine_config,
+    out_path,
+)
 
 __all__ = ["register"]
-SOURCES = ("crops", "frames", "csv")
+SOURCES = ("crops", "frames")
+BALANCE = ("sqrt", "inverse", "none")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the classifier's subcommands to the ``hakuna`` parser."""
-    clf = sub.add_parser("classifier", help="train or export a species classifier").add_subparsers(
+    clf = sub.add_parser("classifier", help="train, export or convert a species classifier").add_subparsers(
         dest="action", required=True)  # fmt: skip
     p = clf.add_parser("train", help="train a classifier on crops, whole frames or a path,label CSV")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="competition-layout dataset folder (as `hakuna synth` writes)")
     src.add_argument("--images-csv", type=Path, help="CSV with path,label[,group_id] columns")
     p.add_argument("--detections", type=Path, help="detector results JSON for the training images (crops mode)")
-    p.add_argument("--source", choices=SOURCES[:2], default="crops", help="with --data: crops (two-stage) or frames")
+    p.add_argument("--source", choices=SOURCES, default="crops", help="with --data: crops (two-stage) or frames")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
     p.add_argument("--backbone", choices=sorted(BACKBONES), default=DEFAULT_BACKBONE)
     p.add_argument("--input-size", type=int, help="input width in pixels (default: the backbone's)")
     p.add_argument("--no-pretrained", action="store_true", help="random initialisation (ablations)")
     p.add_argument("--pretrained-weights", type=Path, help="ImageNet weights file for torchvision backbones")
-    p.add_argument("--epochs", type=int, default=ClassifierTrainConfig.epochs)
-    p.add_argument("--batch-size", type=int, default=ClassifierTrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=ClassifierTrainConfig.lr)
-    p.add_argument("--balance", choices=BALANCE_CHOICES, default=ClassifierTrainConfig.balance)
-    p.add_argument("--det-threshold", type=float, default=CropConfig.threshold, help="detections kept as crops")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--balance", choices=BALANCE, default="sqrt")
+    p.add_argument("--det-threshold", type=float,
+                   help="detections kept as crops (default: the detector's animal threshold, from the results file)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device(p)
     p.add_argument("--cache-dir", type=Path, help="decoded-image cache (default: next to --out)")
+    add_outside_root(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_train)
 
@@ -59,42 +58,75 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path)
     p.set_defaults(handler=_export)
 
+    p = clf.add_parser("convert", help="rewrite a classifier checkpoint that needs pickle as plain tensors + spec")
+    p.add_argument("model", type=Path)
+    p.add_argument("--out", type=Path, help="default: MODEL with .converted.pt")
+    add_trust(p)
+    p.set_defaults(handler=_convert)
+
     p = sub.add_parser("classify", help="classify detection crops (or whole images) with a trained classifier")
     p.add_argument("--model", required=True, type=Path, help="classifier .pt or .onnx")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--detections", type=Path, help="results JSON; its crops are classified")
     src.add_argument("--images-csv", type=Path, help="CSV with a path column; whole images are classified")
-    p.add_argument("--images", type=Path, help="image root of the results JSON")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--images", type=Path, help="image root of the results JSON (files directly under it)")
+    where.add_argument("--data", type=Path, help="dataset folder whose train/ part the results describe")
     p.add_argument("--out", required=True, type=Path, help="predictions CSV")
     p.add_argument("--results-out", type=Path, help="also write the results JSON with classifications added")
-    p.add_argument("--threshold", type=float, default=CropConfig.threshold, help="detections classified")
+    p.add_argument("--threshold", type=float, help="detections classified (default: the detector's, from the results)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped crop")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_engine(p, batch=32)
+    add_device(p)
+    add_trust(p)
+    add_outside_root(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_classify)
 
 
-def _samples(args: argparse.Namespace, threshold: float, margin: float):
-    if args.images_csv is not None:
-        return csv_samples(args.images_csv)
+def _train_data(args: argparse.Namespace):
+    from camtrap.dataset import read_train
+
     data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
                       args.data / "train")  # fmt: skip
+    if args.allow_outside_root:
+        import dataclasses
+
+        data = dataclasses.replace(data, allow_outside_root=True)
+    return data
+
+
+def _samples(args: argparse.Namespace):
+    from camtrap.mdjson import read_results
+    from classifier.data import crop_samples, csv_samples, frame_samples
+
+    if args.images_csv is not None:
+        return csv_samples(args.images_csv, allow_outside_root=args.allow_outside_root)
+    data = _train_data(args)
     if args.source == "frames":
         return frame_samples(data)
     if args.detections is None:
         raise UsageError("crops mode needs --detections (run `hakuna detect` on the training images first)")
-    return crop_samples(data, read_results(args.detections), threshold=threshold, margin=margin)
+    results = read_results(args.detections)
+    threshold = args.det_threshold if args.det_threshold is not None else results.typical_threshold
+    if threshold is None:
+        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --det-threshold")
+    return crop_samples(data, results, threshold=threshold)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from classifier.train import ClassifierTrainConfig, train
+
+    out_path(args.out, "checkpoint")
     pretrained = False if args.no_pretrained else (str(args.pretrained_weights) if args.pretrained_weights else True)
     cfg = ClassifierTrainConfig(backbone=args.backbone, input_size=args.input_size, pretrained=pretrained,
                                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, balance=args.balance,
-                                device=None if args.device == "auto" else args.device)  # fmt: skip
-    samples = _samples(args, args.det_threshold, cfg.margin)
-    bars: list[tqdm] = []
+                                device=device_of(args))  # fmt: skip
+    samples = _samples(args)
+    bars: list = []
 
     def progress(stage: str, epoch: int, total: int):
         for b in bars:
@@ -112,32 +144,80 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    print(f"ONNX -> {export_onnx(args.model, args.out or args.model.with_suffix('.onnx'))}")
+    from classifier.onnx import export_onnx
+
+    out = out_path(args.out or args.model.with_suffix(".onnx"), "ONNX file")
+    print(f"ONNX -> {export_onnx(args.model, out)}")
     return 0
 
 
-def _classify(args: argparse.Namespace) -> int:
-    clf = load(args.model, device=None if args.device == "auto" else args.device)
-    if args.images_csv is not None:
-        import pandas as pd
+def _convert(args: argparse.Namespace) -> int:
+    from classifier.predict import convert_checkpoint
 
-        paths = [args.images_csv.parent / p for p in pd.read_csv(args.images_csv, dtype=str)["path"]]
-        with tqdm(total=len(paths), desc="classify", unit="img", disable=args.no_progress) as bar:
-            preds = classify_paths(clf, paths, batch_size=args.batch_size, tta=args.tta, progress=bar.update)
-        rows = [{"path": p.path, "failure": p.failure or "",
-                 **dict(zip(clf.spec.classes, p.probs or [float("nan")] * len(clf.spec.classes)))} for p in preds]
-        atomic_write_csv(args.out, pd.DataFrame(rows), index=False)
-        print(f"{len(preds)} images ({sum(p.probs is None for p in preds)} unreadable) -> {args.out}")
-        return 0
-    if args.images is None:
-        raise UsageError("--detections needs --images (the image root)")
+    out = out_path(args.out or args.model.with_suffix(".converted.pt"), "checkpoint")
+    if not args.trust_model:
+        raise UsageError("converting unpickles the file, which can run code: pass --trust-model if you trust it")
+    print(f"checkpoint -> {convert_checkpoint(args.model, out)}")
+    return 0
+
+
+def _classify_csv(args: argparse.Namespace, clf) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from camtrap.fileio import DataError, atomic_write_csv, read_csv
+    from camtrap.frames import frame_ref
+    from classifier.predict import classify_paths
+
+    table = read_csv(args.images_csv, dtype=str, keep_default_na=False)
+    if "path" not in table.columns:
+        raise DataError(args.images_csv, f"missing column 'path' (has {list(table.columns)})", line=1)
+    refs = [frame_ref(args.images_csv.parent, p, allow_outside_root=args.allow_outside_root) for p in table["path"]]
+    with tqdm(total=len(refs), desc="classify", unit="img", disable=args.no_progress) as bar:
+        preds = classify_paths(clf, refs, batch_size=args.batch_size, tta=args.tta, workers=args.workers,
+                               progress=bar.update)  # fmt: skip
+    rows = [{"path": p.path, "failure": p.failure or "",
+             **dict(zip(clf.spec.classes, p.probs or [float("nan")] * len(clf.spec.classes)))} for p in preds]
+    atomic_write_csv(args.out, pd.DataFrame(rows), index=False)
+    print(f"{len(preds)} images ({sum(p.probs is None for p in preds)} unreadable) -> {args.out}")
+    return 0
+
+
+def _frame_source(args: argparse.Namespace, results) -> dict:
+    from camtrap.frames import folder_frames
+
+    if args.data is not None:
+        refs = _train_data(args).frame_refs()
+    elif args.images is not None:
+        refs = folder_frames(args.images, [f.file for f in results.frames], allow_outside_root=args.allow_outside_root)
+    else:
+        raise UsageError("--detections needs --images (the image root) or --data (a dataset folder)")
+    return {r.file: r for r in refs}
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from camtrap.mdjson import read_results, write_results
+    from classifier.predict import classify_detections, load, with_classifications, write_predictions
+
+    out_path(args.out, "predictions file")
+    if args.results_out:
+        out_path(args.results_out, "results file")
+    clf = load(args.model, device=device_of(args), trust_model=args.trust_model)
+    if args.images_csv is not None:
+        return _classify_csv(args, clf)
     results = read_results(args.detections)
-    crop_cfg = CropConfig(threshold=args.threshold)
-    with tqdm(desc="classify", unit="crop", disable=args.no_progress) as bar:
-        preds = classify_detections(clf, results, args.images, crop_cfg, batch_size=args.batch_size, tta=args.tta,
-                                    progress=bar.update)  # fmt: skip
+    threshold = args.threshold if args.threshold is not None else results.typical_threshold
+    if threshold is None:
+        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
+    frames = _frame_source(args, results)
+    with tqdm(desc="classify", unit="frame", disable=args.no_progress) as bar:
+        preds = classify_detections(clf, results, frames, threshold=threshold, tta=args.tta,
+                                    cfg=engine_config(args), progress=bar.update)  # fmt: skip
     write_predictions(args.out, preds, clf.spec.classes, args.top_k)
     if args.results_out:
-        write_results(args.results_out, with_classifications(results, preds, clf.spec.classes, args.top_k))
+        write_results(args.results_out, with_classifications(results, preds, clf.spec.classes, args.top_k,
+                                                             classifier=args.model.name))  # fmt: skip
     print(f"{len(preds)} crops -> {args.out}")
     return 0

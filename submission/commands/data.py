@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from tqdm import tqdm
-
-from camtrap.dataset import ImageLayout, SequenceSet, read_labels, read_test, read_train
-from camtrap.metric import per_class_log_loss, read_submission
-from camtrap.synth import SynthConfig, generate
 from submission.commands import UsageError
+from submission.commands.common import default_workers
 
 __all__ = ["register", "parse_size", "synthesize", "read_synth_dataset", "print_summary"]
 
@@ -34,13 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=parse_size, default=(2048, 1536), help="frame size WxH (default 2048x1536)")
     p.add_argument("--train-seasons", type=int, default=4, help="seasons 1..N for training, N+1 is the test season")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="rendering processes")
+    p.add_argument("--workers", type=int, default=default_workers(), help="rendering processes")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_synth)
 
     p = sub.add_parser("summary", help="read a dataset (competition layout) and print what it holds")
     p.add_argument("--data", required=True, type=Path, help="a folder with train/ and/or test/data/ as `synth` writes")
-    p.add_argument("--layout", choices=[x.value for x in ImageLayout], default=ImageLayout.SEASON_FOLDERS.value,
+    p.add_argument("--layout", choices=("season-folders", "flat"), default="season-folders",
                    help="where training images are under train/")
     p.set_defaults(handler=_summary)
 
@@ -51,14 +46,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_score)
 
 
-def synthesize(cfg: SynthConfig, out: Path, *, workers: int, progress: bool = True):
+def synthesize(cfg, out: Path, *, workers: int, progress: bool = True):
     """Generate with a tqdm bar; returns :class:`camtrap.synth.SynthOutput`."""
+    from tqdm import tqdm
+
+    from camtrap.synth import generate
+
     with tqdm(total=cfg.sequences, desc="synth", unit="seq", disable=not progress) as bar:
         return generate(cfg, out, workers=workers, progress=bar.update)
 
 
-def read_synth_dataset(root: Path, layout: ImageLayout = ImageLayout.SEASON_FOLDERS) -> dict[str, SequenceSet]:
-    """The parts found under ``root``: ``train`` (labelled), ``test`` (unlabelled, with its format)."""
+def read_synth_dataset(root: Path, layout: str = "season-folders") -> dict:
+    """The parts found under ``root``: ``train`` (labelled), ``test`` (labelled when ``test_labels.csv`` exists)."""
+    from camtrap.dataset import ImageLayout, SequenceSet, read_labels, read_test, read_train
+
+    layout = ImageLayout(layout)
     parts: dict[str, SequenceSet] = {}
     if (root / "train" / "train_metadata.csv").exists():
         parts["train"] = read_train(root / "train" / "train_metadata.csv", root / "train" / "train_labels.csv",
@@ -73,7 +75,8 @@ def read_synth_dataset(root: Path, layout: ImageLayout = ImageLayout.SEASON_FOLD
     return parts
 
 
-def print_summary(parts: dict[str, SequenceSet]) -> None:
+def print_summary(parts: dict) -> None:
+    """What each part holds, one ``key: value`` line per figure."""
     for name, part in parts.items():
         print(f"[{name}]")
         for key, value in part.summary().items():
@@ -81,6 +84,8 @@ def print_summary(parts: dict[str, SequenceSet]) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from camtrap.synth import SynthConfig
+
     if args.sequences < 1:
         raise UsageError("--sequences must be at least 1")
     cfg = SynthConfig(sequences=args.sequences, seed=args.seed, size=args.size, train_seasons=args.train_seasons)
@@ -90,12 +95,15 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    print_summary(read_synth_dataset(args.data, ImageLayout(args.layout)))
+    print_summary(read_synth_dataset(args.data, args.layout))
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
-    labels = read_submission(args.labels)
+    from camtrap.dataset import read_labels
+    from camtrap.metric import per_class_log_loss, read_submission
+
+    labels = read_labels(args.labels)
     losses = per_class_log_loss(read_submission(args.submission), labels)
     if args.per_class:
         for name, value in losses.items():

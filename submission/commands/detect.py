@@ -1,31 +1,34 @@
-"""Detector subcommands: ``detect``, ``crops``, ``detector train``, ``detector export-onnx``, ``weights``."""
+"""Detector subcommands: ``detect``, ``crops``, ``detector train``, ``detector export-onnx``, ``weights``.
+
+Heavy modules (torch, ultralytics) are imported inside the handlers, so ``hakuna weights list`` starts fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
-from tqdm import tqdm
-
-from camtrap.dataset import read_metadata, read_train
-from detector.crops import CropConfig, export_crops
-from detector.mdjson import read_results
-from detector.model import default_device, export_onnx, load
-from detector.predict import DetectConfig, detect_files, list_images
-from detector.train import ARCHITECTURES, DetectorTrainConfig, train
-from detector.weights import REGISTRY, fetch
 from submission.commands import UsageError
+from submission.commands.common import (
+    add_device,
+    add_engine,
+    add_outside_root,
+    add_trust,
+    device_of,
+    engine_config,
+    out_path,
+)
 
-__all__ = ["register"]
+__all__ = ["register", "frames_of"]
 
 log = logging.getLogger(__name__)
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the detector's subcommands to the ``hakuna`` parser."""
+    from detector.weights import REGISTRY
+
     p = sub.add_parser("detect", help="run a detector over images and write MegaDetector-format results JSON")
     p.add_argument("--model", required=True, type=Path, help=".pt (ultralytics) or .onnx detector")
     src = p.add_mutually_exclusive_group(required=True)
@@ -34,12 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-root", type=Path, help="folder the metadata's file_name values are relative to")
     p.add_argument("--recursive", action="store_true", help="with --images: include sub-folders")
     p.add_argument("--out", required=True, type=Path, help="results JSON to write")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    add_engine(p)
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="write partial results every N images")
     p.add_argument("--resume", action="store_true", help="continue from a checkpoint (or finished file) at --out")
     p.add_argument("--threshold", type=float, help="lowest confidence written (default: the model's)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    add_device(p)
+    add_trust(p)
+    add_outside_root(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_detect)
 
@@ -47,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detections", required=True, type=Path, help="results JSON")
     p.add_argument("--images", required=True, type=Path, help="image root the results' file names are relative to")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--threshold", type=float, default=CropConfig.threshold)
-    p.add_argument("--margin", type=float, default=CropConfig.margin)
+    p.add_argument("--threshold", type=float, help="animal confidence (default: the detector's, from the results)")
+    p.add_argument("--margin", type=float, default=0.1, help="fraction of the box's longer side added on every side")
+    add_outside_root(p)
     p.set_defaults(handler=_crops)
 
     det = sub.add_parser("detector", help="train or export a detector").add_subparsers(dest="action", required=True)
@@ -56,17 +61,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset folder (as `hakuna synth` writes)")
     p.add_argument("--boxes", type=Path, help="LILA boxes JSON (default: DATA/lila/SnapshotSerengetiBboxes_*.json)")
     p.add_argument("--out", required=True, type=Path, help="model .pt to write")
-    p.add_argument("--architecture", default=DetectorTrainConfig.architecture,
-                   help=f"{', '.join(ARCHITECTURES)}, an ultralytics yaml (yolo11n.yaml) or a .pt to fine-tune")
-    p.add_argument("--epochs", type=int, default=DetectorTrainConfig.epochs)
-    p.add_argument("--imgsz", type=int, default=DetectorTrainConfig.imgsz)
-    p.add_argument("--batch", type=int, default=DetectorTrainConfig.batch)
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--architecture", default="yolo11-tiny",
+                   help="yolo11-tiny, an ultralytics yaml (yolo11n.yaml) or a .pt to fine-tune")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=16)
+    add_device(p)
     p.add_argument("--work-dir", type=Path, help="scratch folder (default: next to --out)")
     p.set_defaults(handler=_train)
     p = det.add_parser("export-onnx", help="export a .pt detector to ONNX (spec kept in the metadata)")
     p.add_argument("model", type=Path)
     p.add_argument("--out", type=Path, help="default: MODEL with .onnx")
+    add_trust(p)
     p.set_defaults(handler=_export)
 
     w = sub.add_parser("weights", help="known MegaDetector releases").add_subparsers(dest="action", required=True)
@@ -79,61 +85,85 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_weights_fetch)
 
 
-def _device(name: str) -> str | None:
-    return None if name == "auto" else name
+def frames_of(args: argparse.Namespace) -> list:
+    """The frame source the arguments name: a folder listing, or a metadata table under an image root."""
+    from camtrap.dataset import read_metadata
+    from camtrap.frames import folder_frames, frame_ref
 
-
-def _files(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], Path]:
+    allow = args.allow_outside_root
     if args.images is not None:
         if not args.images.is_dir():
             raise UsageError(f"--images {args.images} is not a folder")
-        return list_images(args.images, args.recursive), args.images
+        return folder_frames(args.images, recursive=args.recursive, allow_outside_root=allow)
     if args.image_root is None:
         raise UsageError("--metadata needs --image-root")
     frames = read_metadata(args.metadata)
-    return [(f, args.image_root / f) for f in frames["file_name"]], args.image_root
+    return [frame_ref(args.image_root, f, s, allow_outside_root=allow)
+            for f, s in zip(frames["file_name"], frames["seq_id"])]  # fmt: skip
 
 
 def _detect(args: argparse.Namespace) -> int:
-    files, _ = _files(args)
-    detector = load(args.model, device=_device(args.device))
-    cfg = DetectConfig(batch_size=args.batch_size, workers=args.workers, checkpoint_every=args.checkpoint_every,
+    from tqdm import tqdm
+
+    from detector.model import load
+    from detector.predict import DetectConfig, detect_files
+
+    out_path(args.out, "results file")
+    frames = frames_of(args)
+    detector = load(args.model, device=device_of(args), trust_model=args.trust_model)
+    cfg = DetectConfig(engine=engine_config(args, read_datetime=True), checkpoint_every=args.checkpoint_every,
                        output_threshold=args.threshold)  # fmt: skip
-    with tqdm(total=len(files), desc="detect", unit="img", disable=args.no_progress) as bar:
-        results = detect_files(detector, files, cfg, out=args.out, resume=args.resume, progress=bar.update)
+    with tqdm(total=len(frames), desc="detect", unit="img", disable=args.no_progress) as bar:
+        results = detect_files(detector, frames, cfg, out=args.out, resume=args.resume, progress=bar.update)
     failed = sum(1 for f in results.frames if not f.ok)
     print(f"{len(results.frames)} images, {failed} failed to load -> {args.out}")
     return 0
 
 
 def _crops(args: argparse.Namespace) -> int:
+    from camtrap.frames import folder_frames
+    from camtrap.mdjson import read_results
+    from detector.crops import export_crops
+
     results = read_results(args.detections)
-    n = export_crops(results, args.images, args.out, CropConfig(threshold=args.threshold, margin=args.margin))
+    threshold = args.threshold if args.threshold is not None else results.typical_threshold
+    if threshold is None:
+        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
+    refs = folder_frames(args.images, [f.file for f in results.frames], allow_outside_root=args.allow_outside_root)
+    n = export_crops(results, {r.file: r for r in refs}, args.out, threshold=threshold, margin=args.margin)
     print(f"{n} crops -> {args.out}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    from camtrap.dataset import read_train
+    from camtrap.devices import resolve_device
+    from detector.train import DetectorTrainConfig, train
+
+    out_path(args.out, "model file")
     data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
                       args.data / "train")  # fmt: skip
     boxes = args.boxes or next(iter(sorted((args.data / "lila").glob("SnapshotSerengetiBboxes_*.json"))), None)
     if boxes is None:
         raise UsageError(f"no --boxes given and none found under {args.data / 'lila'}")
-    device = _device(args.device) or default_device()
     cfg = DetectorTrainConfig(architecture=args.architecture, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-                              device=device)  # fmt: skip
+                              device=resolve_device(device_of(args)))  # fmt: skip
     out = train(data, boxes, args.out, cfg, work_dir=args.work_dir or args.out.with_suffix(".work"))
     print(f"detector -> {out}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    out = export_onnx(args.model, args.out or args.model.with_suffix(".onnx"))
-    print(f"ONNX -> {out}")
+    from detector.model import export_onnx
+
+    out = out_path(args.out or args.model.with_suffix(".onnx"), "ONNX file")
+    print(f"ONNX -> {export_onnx(args.model, out, trust_model=args.trust_model)}")
     return 0
 
 
 def _weights_list(args: argparse.Namespace) -> int:
+    from detector.weights import REGISTRY
+
     for r in sorted({r.name: r for r in REGISTRY.values()}.values(), key=lambda r: r.name):
         runs = "runs here" if r.fmt == "ultralytics" else "YOLOv5 format: not loadable here"
         print(f"{r.name:16s} {r.spec.input_size:5d}px  thresholds {r.spec.typical_threshold}/"
@@ -142,6 +172,10 @@ def _weights_list(args: argparse.Namespace) -> int:
 
 
 def _weights_fetch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from detector.weights import fetch
+
     with tqdm(unit="B", unit_scale=True, desc=args.name) as bar:
         def progress(done: int, total: int | None) -> None:
             bar.total = total

@@ -40,12 +40,14 @@ def test_train_paths_and_split(tmp_path):
     labels = _write(tmp_path, "l.csv", "\n".join([HEADER, _row("SER_S1#B04#1#1", zebra=1, wildebeest=1),
                                                   _row("SER_S2#B04#1#2", empty=1)]) + "\n")
     data = read_train(meta, labels, tmp_path / "imgs")
-    assert data.image_paths()[0] == tmp_path / "imgs/SnapshotSerengeti_S01_v2_0/S1/B04/B04_R1/S1_B04_R1_PICT0001.JPG"
+    first = tmp_path / "imgs/SnapshotSerengeti_S01_v2_0/S1/B04/B04_R1/S1_B04_R1_PICT0001.JPG"
+    assert data.frame_refs()[0].path == first
+    assert data.frame_refs()[0].seq_id == "SER_S1#B04#1#1"
     assert data.labels.loc["SER_S1#B04#1#1", ["zebra", "wildebeest", "empty"]].tolist() == [1, 1, 0]
     train, val = season_split(data)
     assert list(train.seq_ids) == ["SER_S1#B04#1#1"] and list(val.seq_ids) == ["SER_S2#B04#1#2"]
     flat = read_train(meta, labels, tmp_path, ImageLayout.FLAT)
-    assert flat.image_paths()[2] == tmp_path / "S2/B04/B04_R1/S2_B04_R1_PICT0010.JPG"
+    assert flat.frame_refs()[2].path == tmp_path / "S2/B04/B04_R1/S2_B04_R1_PICT0010.JPG"
     with pytest.raises(ValueError, match=r"validation season\(s\) \[7\] not in the data"):
         season_split(data, [7])
 

@@ -26,9 +26,9 @@ def test_layout_and_round_trip(small_synth):
     assert set(test.frames["seq_id"]) == set(fmt.index)
     assert sorted(train.frames["season"].unique()) == [1, 2, 3, 4] and set(test.frames["season"]) == {5}
     # every image the tables name exists, in the competition's per-season folders
-    paths = train.image_paths() + test.image_paths()
+    paths = [r.path for r in train.frame_refs() + test.frame_refs()]
     assert all(p.is_file() for p in paths)
-    assert "SnapshotSerengeti_S01_v2_0/S1/" in str(train.image_paths()[0])
+    assert "SnapshotSerengeti_S01_v2_0/S1/" in str(paths[0])
     img = cv2.imread(str(paths[0]))
     assert img.shape == (384, 512, 3)
     # black info strip at the bottom
@@ -86,7 +86,7 @@ def test_day_and_night_frames(small_synth):
     test, _ = read_test(small_synth.test_data)
     train = read_train(small_synth.train_metadata, small_synth.train_labels, small_synth.train_image_root)
     kinds = set()
-    for path in (train.image_paths() + test.image_paths())[::7]:
+    for path in [r.path for r in train.frame_refs() + test.frame_refs()][::7]:
         img = cv2.imread(str(path)).astype(int)
         gray = np.abs(img[..., 0] - img[..., 2]).mean() < 3
         kinds.add("night" if gray else "day")

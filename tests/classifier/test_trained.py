@@ -7,18 +7,23 @@ import numpy as np
 import pytest
 
 from camtrap.dataset import read_labels, read_test
+from camtrap.mdjson import to_json, validate
 from classifier.onnx import export_onnx
 from classifier.predict import classify_detections, load, predictions_table, with_classifications
-from detector.crops import CropConfig
-from detector.mdjson import to_json, validate
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def test_crops(pipeline_synth, truth_results, trained_classifier):
+def test_frames(pipeline_synth):
+    test, _ = read_test(pipeline_synth.test_data)
+    return {r.file: r for r in test.frame_refs()}
+
+
+@pytest.fixture(scope="module")
+def test_crops(truth_results, trained_classifier, test_frames):
     clf = load(trained_classifier, device="cpu")
-    preds = classify_detections(clf, truth_results[1], pipeline_synth.test_data, CropConfig(threshold=0.5))
+    preds = classify_detections(clf, truth_results[1], test_frames, threshold=0.5)
     return clf, preds
 
 
@@ -38,10 +43,10 @@ def test_top1_on_held_out_sequences(pipeline_synth, test_crops):
     assert clf.spec.training["source"] == "crops" and clf.spec.input_hw == (128, 128)
 
 
-def test_onnx_matches_pytorch(pipeline_synth, truth_results, trained_classifier, test_crops, tmp_path):
+def test_onnx_matches_pytorch(truth_results, trained_classifier, test_crops, test_frames, tmp_path):
     onnx_clf = load(export_onnx(trained_classifier, tmp_path / "classifier.onnx"), device="cpu")
     assert onnx_clf.backend == "onnx" and onnx_clf.spec == test_crops[0].spec
-    onnx_preds = classify_detections(onnx_clf, truth_results[1], pipeline_synth.test_data, CropConfig(threshold=0.5))
+    onnx_preds = classify_detections(onnx_clf, truth_results[1], test_frames, threshold=0.5)
     a = np.array([p.probs for p in test_crops[1]])
     b = np.array([p.probs for p in onnx_preds])
     assert a.shape == b.shape and np.abs(a - b).max() < 1e-3

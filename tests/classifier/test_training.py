@@ -73,17 +73,17 @@ def test_kill_9_then_resume_continues(tmp_path):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if last.exists() and torch.load(last, weights_only=False)["epoch"] >= 1:
+        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:
             break
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    state = torch.load(last, weights_only=False)
+    state = torch.load(last, weights_only=True)
     done = state["epoch"] + 1
     assert 2 <= done < 6, "killed mid-training, after at least two epochs"
     before = [h["train_loss"] for h in state["history"]]
     run = subprocess.run(args + ["--resume"], capture_output=True, text=True, check=True)
     assert "EPOCHS [1, 2, 3, 4, 5, 6]" in run.stdout
-    after = torch.load(last, weights_only=False)
+    after = torch.load(last, weights_only=True)
     assert [h["train_loss"] for h in after["history"]][:done] == pytest.approx(before)  # kept, not retrained
     assert after["epoch"] == 5

@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camtrap.results import DetectionCategory
-from detector.mdjson import read_results, validate
+from camtrap.engine import EngineConfig
+from camtrap.frames import folder_frames, frame_ref
+from camtrap.mdjson import read_results, validate
 from detector.model import DetectorFormatError, DetectorSpec, load
-from detector.predict import DetectConfig, Letterboxed, detect_files, letterbox, list_images, postprocess
-
-
-def test_letterbox_keeps_aspect_and_stride():
-    img = np.zeros((1536, 2048, 3), np.uint8)
-    out, r = letterbox(img, 640, 32)
-    assert out.shape == (480, 640, 3) and r == pytest.approx(640 / 2048)
-    out, _ = letterbox(np.zeros((100, 150, 3), np.uint8), 256, 32)
-    assert out.shape == (192, 256, 3)  # 171 rows padded up to a multiple of 32
+from detector.predict import DetectConfig, detect_files, postprocess
 
 
 def test_postprocess_maps_boxes_back():
@@ -33,10 +26,13 @@ def test_postprocess_maps_boxes_back():
     raw[0, 4, 1] = 0.5
     raw[0, :4, 2] = [100, 100, 20, 20]
     raw[0, 5, 2] = 0.05  # person below threshold
-    item = Letterboxed("x.jpg", np.zeros((480, 640, 3), np.uint8), 640 / 1024, (1024, 768), (2048, 1536))
-    (dets,) = postprocess(raw, [item], spec, 0.1)
-    assert len(dets) == 1 and dets[0].category is DetectionCategory.ANIMAL and dets[0].conf == pytest.approx(0.9)
+    (dets,) = postprocess(raw, [(640 / 1024, (1024, 768))], spec, 0.1)  # decoded at 1024x768
+    assert len(dets) == 1 and dets[0].category == "animal" and dets[0].conf == pytest.approx(0.9)
     assert dets[0].bbox_xywh_norm == pytest.approx((0.45, 0.45, 0.1, 0.1), abs=1e-6)
+    import torch
+
+    (same,) = postprocess(torch.from_numpy(raw), [(640 / 1024, (1024, 768))], spec, 0.1)  # the device path
+    assert same == dets
 
 
 def _bad_folder(folder: Path) -> dict[str, str]:
@@ -60,14 +56,15 @@ def _bad_folder(folder: Path) -> dict[str, str]:
 
 def test_every_bad_file_gets_a_failure_entry(random_detector, tmp_path):
     failures = _bad_folder(tmp_path / "imgs")
-    files = list_images(tmp_path / "imgs") + [("missing.jpg", tmp_path / "imgs" / "missing.jpg")]
+    files = folder_frames(tmp_path / "imgs") + [frame_ref(tmp_path / "imgs", "missing.jpg")]
     failures["missing.jpg"] = "missing file"
     det = load(random_detector, device="cpu")
-    results = detect_files(det, files, DetectConfig(batch_size=3, workers=0), out=tmp_path / "r.json")
+    cfg = DetectConfig(engine=EngineConfig(detector_batch=3, workers=2))
+    results = detect_files(det, files, cfg, out=tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert validate(data) == []
     entries = {e["file"]: e for e in data["images"]}
-    assert set(entries) == {f for f, _ in files}
+    assert set(entries) == {f.file for f in files}
     for name, reason in failures.items():
         assert entries[name]["detections"] is None and entries[name]["failure"].startswith(reason), name
     for name in ("good.jpg", "cmyk.jpg", "gray.jpg", "deep16.png", "rotated.jpg"):

@@ -8,11 +8,11 @@ import pytest
 
 from camtrap.dataset import read_test
 from camtrap.lila import read_lila_boxes
-from detector.crops import CropConfig, export_crops, is_empty_frame
+from camtrap.mdjson import read_results, to_json, validate
+from detector.crops import export_crops, is_empty_frame
 from detector.evaluate import evaluate, iou_xywh
-from detector.mdjson import read_results, to_json, validate
 from detector.model import export_onnx, load
-from detector.predict import DetectConfig, detect_files
+from detector.predict import detect_files
 
 pytestmark = pytest.mark.slow
 
@@ -20,15 +20,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def held_out(detector_synth):
     test, _ = read_test(detector_synth.test_data)
-    files = [(f, detector_synth.test_data / f) for f in test.frames["file_name"]]
-    return files, read_lila_boxes(detector_synth.boxes_json)
+    return test.frame_refs(), read_lila_boxes(detector_synth.boxes_json)
 
 
 @pytest.fixture(scope="module")
 def torch_results(trained_detector, held_out, tmp_path_factory):
     files, _ = held_out
     out = tmp_path_factory.mktemp("det-results") / "results.json"
-    return detect_files(load(trained_detector, device="cpu"), files, DetectConfig(workers=0), out=out), out
+    return detect_files(load(trained_detector, device="cpu"), files, out=out), out
 
 
 def test_recall_and_false_boxes_on_held_out_season(trained_detector, held_out, torch_results):
@@ -55,7 +54,7 @@ def test_onnx_gives_same_boxes(trained_detector, held_out, torch_results, tmp_pa
     onnx_path = export_onnx(trained_detector, tmp_path / "detector.onnx")
     onnx_det = load(onnx_path, device="cpu")
     assert onnx_det.backend == "onnx" and onnx_det.spec == load(trained_detector, device="cpu").spec
-    onnx_results = detect_files(onnx_det, files, DetectConfig(workers=0))
+    onnx_results = detect_files(onnx_det, files)
     torch_frames = torch_results[0].frames
     compared = 0
     for a, b in zip(torch_frames, onnx_results.frames):
@@ -69,13 +68,12 @@ def test_onnx_gives_same_boxes(trained_detector, held_out, torch_results, tmp_pa
     assert compared >= 30
 
 
-def test_empty_screening_and_crops(detector_synth, torch_results, tmp_path):
+def test_empty_screening_and_crops(held_out, torch_results, tmp_path):
     results, _ = torch_results
-    cfg = CropConfig(threshold=0.2, margin=0.1)
-    n = export_crops(results, detector_synth.test_data, tmp_path / "crops", cfg)
+    n = export_crops(results, {r.file: r for r in held_out[0]}, tmp_path / "crops", threshold=0.2, margin=0.1)
     mapping = json.loads((tmp_path / "crops" / "crops.json").read_text())
     assert n == len(mapping["crops"]) > 10
-    expected = sum(1 for f in results.frames for d in f.detections or () if d.conf >= 0.2 and d.category == 1)
+    expected = sum(1 for f in results.frames for d in f.detections or () if d.conf >= 0.2 and d.is_animal)
     assert n == min(expected, n) and n == expected
     from PIL import Image
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from camtrap.labels import COLUMNS, SPECIES
-from fusion import FusionConfig, FusionModel, Pooling, SequenceEvidence, fit, fuse
+from fusion import FusionConfig, FusionMismatchError, FusionModel, Pooling, SequenceEvidence, fit, fuse
 from fusion.fuse import pool
 
 LION = SPECIES.index("lionfemale")
@@ -78,7 +78,7 @@ def test_poolings():
 
 
 def test_uncalibrated_mode_is_a_threshold():
-    model = FusionModel(config=FusionConfig(calibrate=False, raw_empty_threshold=0.5, raw_confidence=0.9))
+    model = FusionModel(config=FusionConfig(calibrate=False, raw_confidence=0.9), animal_threshold=0.5)
     assert _probs(fuse(SequenceEvidence("s", 1, (0.4,)), model))["empty"] == pytest.approx(0.9)
     assert _probs(fuse(SequenceEvidence("s", 1, (0.6,)), model))["empty"] == pytest.approx(0.1)
 
@@ -103,8 +103,11 @@ def test_fit_improves_the_metric_and_round_trips(tmp_path):
         y = labels[list(COLUMNS)].to_numpy(float)
         return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
 
-    fitted = fit(evidence, labels)
+    fitted = fit(evidence, labels, animal_threshold=0.3)
     assert metric(fitted) < metric(FusionModel()) and metric(fitted) < metric(MODEL)
     fitted.save(tmp_path / "fusion.json")
     back = FusionModel.load(tmp_path / "fusion.json")
-    assert back == fitted
+    assert back == fitted and back.animal_threshold == 0.3
+    assert back.bind(0.3) == back
+    with pytest.raises(FusionMismatchError, match="animal threshold is 0.3, but the detector uses 0.2"):
+        back.bind(0.2)

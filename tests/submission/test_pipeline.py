@@ -13,7 +13,8 @@ from fusion import FusionModel
 from fusion.fit import class_priors
 from submission.baselines import one_stage_submission, prior_submission
 from submission.cli import main
-from submission.package import build_package, run_submission
+from submission.harness import run_submission
+from submission.package import build_package
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,7 @@ def test_package_runs_offline_like_predict(pipeline_synth, trained_detector, tra
     assert not any(n.startswith("code/camtrap/synth/") or n.startswith("tests/") for n in names)
     data = _copy_subset(pipeline_synth.test_data, tmp_path / "data", 30)
     before = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*"))
-    out = run_submission(zip_path, data, tmp_path / "run" / "submission.csv", offline=True)
+    out = run_submission(zip_path, data, tmp_path / "run" / "submission.csv")
     log = out.with_suffix(".log").read_text()
     assert log.count("Hakuna 0.1.0: data") == 1 and "done in" in log  # spawned workers must not rerun main.py
     assert sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*")) == before  # data untouched

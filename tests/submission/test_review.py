@@ -9,10 +9,10 @@ import pytest
 from camtrap.dataset import read_labels, read_test
 from camtrap.labels import SPECIES
 from camtrap.lila import read_lila_boxes
+from camtrap.mdjson import results_from_boxes
 from camtrap.results import CropPrediction
 from camtrap.synth import SynthConfig, generate
 from classifier.predict import with_classifications
-from detector.mdjson import results_from_boxes
 from submission.review import build_review
 
 

@@ -1,0 +1,51 @@
+"""Training settings, importable without torch (the command line builds them before any model loads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from camtrap.geometry import DEFAULT_CROP_MARGIN
+from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
+
+__all__ = ["AugmentConfig", "ClassifierTrainConfig", "BALANCE_CHOICES"]
+
+BALANCE_CHOICES = ("sqrt", "inverse", "none")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation strengths (0 turns one off)."""
+
+    hflip: float = 0.5
+    min_scale: float = 0.6  # random resized crop keeps at least this fraction of the area
+    colour: float = 0.3  # brightness / contrast / saturation jitter
+    grayscale: float = 0.2  # probability of an infrared-like grayscale image
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """Training settings; the resulting :class:`ModelSpec` records them."""
+
+    backbone: str = DEFAULT_BACKBONE
+    input_size: int | None = None  # default: the backbone's native size (frames use a 4:3 input of this width)
+    pretrained: bool | str = True  # True, False, "download" or a weights file
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3  # backbone learning rate
+    head_lr_mult: float = 1.0  # the new head's learning rate = lr * this (higher keeps pretrained features intact)
+    weight_decay: float = 1e-4
+    balance: str = "sqrt"
+    label_smoothing: float = 0.05
+    val_groups: tuple[str, ...] = ()  # default: the latest season, or 20% of groups for non-season groups
+    val_fraction: float = 0.2
+    margin: float = DEFAULT_CROP_MARGIN  # crop margin, recorded in the spec (inference reads it from there)
+    device: str | None = None  # None: cuda if available
+    workers: int = 0
+    seed: int = 0
+    augment: AugmentConfig = AugmentConfig()
+
+    def __post_init__(self) -> None:
+        if self.balance not in BALANCE_CHOICES:
+            raise ValueError(f"balance must be one of {BALANCE_CHOICES}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}")
