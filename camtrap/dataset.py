@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,7 +198,9 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(path)
     try:  # fast path: a well-formed file where every class column parses as a small integer
-        df = pd.read_csv(path, dtype={"seq_id": str, **{c: np.int8 for c in COLUMNS}}, engine="c")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pandas warns on its way to refusing "inf"
+            df = pd.read_csv(path, dtype={"seq_id": str, **{c: np.int8 for c in COLUMNS}}, engine="c")
     except Exception:  # noqa: BLE001 - the slow path below reads it again and names what is wrong
         df = read_csv(path, dtype=str, keep_default_na=False, engine="c")
     if "seq_id" not in df.columns:

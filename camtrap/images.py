@@ -128,7 +128,7 @@ def load_image(
                 if ratio < 1.0 and img.format == "JPEG":
                     img.draft(None, (math.ceil(img.size[0] * ratio), math.ceil(img.size[1] * ratio)))
                 img.load()
-                upright = ImageOps.exif_transpose(img) or img
+                upright = (ImageOps.exif_transpose(img) or img) if orientation in range(2, 9) else img  # no copy
                 pixels = np.asarray(_to_rgb(upright))
     except (UnidentifiedImageError, ImportError) as exc:
         # ImportError: a library that patches PIL.Image.open (ultralytics does) tried an optional decoder plugin

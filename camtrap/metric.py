@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from camtrap.fileio import DataError
+from camtrap.fileio import DataError, read_csv
 from camtrap.labels import COLUMNS, check_columns
 
 __all__ = [
@@ -40,10 +40,7 @@ def _few(items: list[str] | pd.Index) -> str:
 def read_submission(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a submission or labels CSV indexed by ``seq_id`` (values left as read; validate separately)."""
     path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype={"seq_id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(path, f"cannot read CSV: {exc}") from exc
+    df = read_csv(path, dtype={"seq_id": str})
     if "seq_id" not in df.columns:
         raise DataError(path, f"no 'seq_id' column (first columns: {list(df.columns)[:3]})", line=1)
     return df.set_index("seq_id")

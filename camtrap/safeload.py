@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,9 @@ def pickle_globals(path: str | os.PathLike[str]) -> list[str]:
         return sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
     except ModelFileError:
         raise
+    except pickle.UnpicklingError as exc:  # opcodes PyTorch's pickle reader does not take: not a plain checkpoint
+        raise UntrustedFileError(f"{path}: refused: its pickle uses constructs the restricted loader does not read "
+                                 f"({exc})") from exc  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any reader error means the file is damaged or not a checkpoint
         raise ModelFileError(f"{path}: cannot read it as a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
 
@@ -75,8 +79,6 @@ def load_torch_file(path: str | os.PathLike[str], *, allow: Callable[[str], bool
         UntrustedFileError: the file references globals outside the allowlist.
         ModelFileError: the file is not a readable checkpoint.
     """
-    import pickle
-
     import torch
 
     path = Path(path)

@@ -82,6 +82,9 @@ class _Run:
                 self.error = exc
             self.stop.set()
         finally:
+            close = getattr(produce, "close", None)
+            if close is not None:  # a generator stopped early: run its cleanup (thread pools) now, in this thread
+                close()
             self.put(q_out, _END)
 
 

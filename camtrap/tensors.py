@@ -139,6 +139,9 @@ def decoded_batches(frames: Iterable[FrameRef], plan: DecodePlan, cfg: EngineCon
     """The engine's decode stage on the tensor path: bytes read in threads, JPEGs decoded in batches."""
     import time
 
+    # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec; they remain the batched nvJPEG path.
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                            category=DeprecationWarning)  # fmt: skip
     reads = ordered_map(lambda r: _read(r, cfg.max_pixels), frames, workers=cfg.workers, lookahead=cfg.prefetch)
     for chunk in batched(reads, cfg.detector_batch):
         t0 = time.perf_counter()

@@ -80,14 +80,15 @@ def convert_checkpoint(path: str | os.PathLike[str], out: str | os.PathLike[str]
 
 
 class TorchClassifier:
-    """A checkpoint run with PyTorch (bf16 autocast and channels_last on CUDA); uint8 normalised on the device."""
+    """A checkpoint run with PyTorch (channels_last everywhere, bf16 autocast on CUDA); uint8 is normalised on the
+    device."""
 
     backend = "torch"
 
     def __init__(self, path: Path, device: str | None = None, *, trust: bool = False) -> None:
         import torch
 
-        from classifier.backbones import create
+        from classifier.backbones import create, for_inference
 
         ckpt = read_checkpoint(path, trust=trust)
         self.spec = ModelSpec.from_json(ckpt["spec"])
@@ -95,10 +96,8 @@ class TorchClassifier:
         self._device = torch.device(self.device)
         model = create(self.spec.backbone, len(self.spec.classes), pretrained=False)
         model.load_state_dict(ckpt["model"])
-        model = model.to(self._device).eval()
-        if self._device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        model = for_inference(model, self.spec.backbone)
+        self.model = model.to(self._device).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(self.spec.std, device=self._device).view(1, 3, 1, 1) * 255
 
@@ -112,9 +111,7 @@ class TorchClassifier:
             x = (x.pin_memory() if cuda else x).to(self._device, non_blocking=True).permute(0, 3, 1, 2)
         else:
             x = batch.to(self._device, non_blocking=True)
-        x = (x.float() - self._mean) / self._std
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = ((x.float() - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=cuda):
             return self.model(x).float() / self.spec.temperature
 

@@ -33,6 +33,7 @@ mount --bind "$HAKUNA_WORK" "$HAKUNA_WORK"
 mount --bind "$HAKUNA_DATA_SRC" "$HAKUNA_WORK/data"
 mount -o remount,bind,ro "$HAKUNA_WORK/data"
 mount -o remount,bind,ro /
+cd "$HAKUNA_WORK"
 exec "$@"
 """
 

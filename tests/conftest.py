@@ -20,6 +20,27 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def make_random_detector(folder: Path, input_size: int = 256) -> Path:
+    """An untrained yolo11-tiny checkpoint carrying a spec: deterministic boxes, no training time."""
+    import torch
+
+    from detector.model import DetectorSpec, offline_ultralytics, write_spec
+    from detector.train import architecture
+
+    torch.manual_seed(0)
+    YOLO = offline_ultralytics()
+    model = YOLO(architecture("yolo11-tiny", folder))
+    path = folder / "random.pt"
+    model.save(path)
+    write_spec(path, DetectorSpec(name="random-tiny", input_size=input_size, output_threshold=0.3))
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_random_detector(tmp_path_factory.mktemp("random-detector"))
+
+
 @pytest.fixture(scope="session")
 def small_synth(tmp_path_factory: pytest.TempPathFactory):
     """200 sequences at 512x384, seed 0 (the issue's acceptance dataset)."""

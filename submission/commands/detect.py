@@ -176,11 +176,18 @@ def _weights_fetch(args: argparse.Namespace) -> int:
 
     from detector.weights import fetch
 
-    with tqdm(unit="B", unit_scale=True, desc=args.name) as bar:
-        def progress(done: int, total: int | None) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars: list = []  # the bar appears once bytes arrive, so a refused download is a single line
 
+    def progress(done: int, total: int | None) -> None:
+        if not bars:
+            bars.append(tqdm(unit="B", unit_scale=True, desc=args.name))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)
+
+    try:
         path = fetch(args.name, cache=args.cache, url=args.url, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     print(path)
     return 0

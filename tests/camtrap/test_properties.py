@@ -1,0 +1,149 @@
+"""Property-based tests: whatever bytes or tables a stranger hands the readers and the scorer, the answer is a
+value or a one-line error naming the file, never a traceback and never a silent wrong number."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from camtrap.dataset import read_labels, read_metadata
+from camtrap.fileio import DataError
+from camtrap.labels import COLUMNS
+from camtrap.mdjson import read_results, results_from_json
+from camtrap.metric import SubmissionError, read_submission, score, validate_submission
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HEADER = "seq_id," + ",".join(COLUMNS)
+
+csv_cell = st.one_of(st.sampled_from(["0", "1", "", "0.5", "2", "-1", "nan", "inf", "x", '"', "1e3", " 1"]),
+                     st.text(max_size=6))  # fmt: skip
+
+
+@st.composite
+def csv_texts(draw):
+    """CSV-ish text: the real header or a mangled one, rows of odd cells, stray quotes and separators."""
+    header = draw(st.sampled_from([HEADER, HEADER.replace("zebra", "zebre"), "seq_id,file_name,datetime",
+                                   HEADER + ",extra", "", "seq_id"]))  # fmt: skip
+    rows = draw(st.lists(st.lists(csv_cell, min_size=0, max_size=60).map(",".join), max_size=6))
+    return "\n".join([header, *rows]) + draw(st.sampled_from(["", "\n", "\r\n"]))
+
+
+def _one_line(exc: BaseException, name: str) -> None:
+    text = str(exc)
+    assert name in text and "\n" not in text.strip(), text
+
+
+@SETTINGS
+@given(data=st.one_of(st.binary(max_size=300), csv_texts().map(str.encode)))
+def test_csv_readers_return_a_table_or_a_data_error(tmp_path, data):
+    path = tmp_path / "input.csv"
+    path.write_bytes(data)
+    for reader in (read_metadata, read_labels, read_submission):
+        try:
+            table = reader(path)
+        except DataError as exc:
+            _one_line(exc, "input.csv")
+        else:
+            assert isinstance(table, pd.DataFrame)
+            if reader is read_labels:  # accepted labels are exactly 0/1 with a class in every row
+                values = table.to_numpy()
+                assert set(np.unique(values)) <= {0, 1} and (values.sum(axis=1) > 0).all()
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 5), st.floats(allow_nan=True), st.text(max_size=5))
+json_values = st.recursive(
+    json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner,
+                                                                                     max_size=4)), max_leaves=20)
+
+
+@st.composite
+def results_like(draw):
+    """Objects near the MegaDetector format: valid skeletons with random parts swapped in."""
+    det = {"category": draw(st.sampled_from(["1", "2", 1, "9", None])), "conf": draw(json_leaf),
+           "bbox": draw(st.one_of(st.lists(st.floats(-1, 2), min_size=4, max_size=4), json_values))}  # fmt: skip
+    if draw(st.booleans()):
+        det["classifications"] = draw(st.one_of(st.just([["0", 0.5]]), json_values))
+    image = {"file": draw(st.one_of(st.text(max_size=8), json_leaf)),
+             "detections": draw(st.one_of(st.just([det]), st.none(), json_values))}  # fmt: skip
+    if draw(st.booleans()):
+        image["failure"] = draw(json_leaf)
+    obj = {"info": draw(st.one_of(st.just({"format_version": "1.6"}), json_values)),
+           "detection_categories": draw(st.one_of(st.just({"1": "animal", "2": "person"}), json_values)),
+           "images": draw(st.one_of(st.just([image]), json_values))}  # fmt: skip
+    if draw(st.booleans()):
+        obj["classification_categories"] = draw(st.one_of(st.just({"0": "zebra"}), json_values))
+    return obj
+
+
+@SETTINGS
+@given(obj=st.one_of(results_like(), json_values))
+def test_results_reader_returns_results_or_a_data_error(obj):
+    try:
+        results = results_from_json(obj, "results.json")
+    except DataError as exc:
+        _one_line(exc, "results.json")
+    else:
+        for frame in results.frames:
+            assert frame.detections is None or all(0 <= d.conf <= 1 for d in frame.detections)
+
+
+@SETTINGS
+@given(data=st.binary(max_size=200))
+def test_results_file_of_any_bytes(tmp_path, data):
+    (tmp_path / "r.json").write_bytes(data)
+    try:
+        read_results(tmp_path / "r.json")
+    except DataError as exc:
+        _one_line(exc, "r.json")
+
+
+@st.composite
+def scored_pair(draw):
+    n = draw(st.integers(1, 6))
+    ids = pd.Index([f"s{i}" for i in range(n)], name="seq_id")
+    y = np.zeros((n, len(COLUMNS)), np.int8)
+    y[np.arange(n), draw(st.lists(st.integers(0, len(COLUMNS) - 1), min_size=n, max_size=n))] = 1
+    p = np.array(draw(st.lists(st.floats(0, 1), min_size=n * len(COLUMNS), max_size=n * len(COLUMNS))))
+    return pd.DataFrame(p.reshape(n, -1), index=ids, columns=list(COLUMNS)), pd.DataFrame(y, index=ids,
+                                                                                          columns=list(COLUMNS))
+
+
+@SETTINGS
+@given(pair=scored_pair(), damage=st.sampled_from([None, "nan", "inf", "neg", "drop_row", "drop_col", "text", "dup"]))
+def test_score_is_exact_or_refuses(pair, damage):
+    sub, labels = pair
+    if damage == "nan":
+        sub.iloc[0, 0] = np.nan
+    elif damage == "inf":
+        sub.iloc[0, 3] = np.inf
+    elif damage == "neg":
+        sub.iloc[-1, -1] = -0.1
+    elif damage == "drop_row":
+        sub = sub.iloc[1:]
+    elif damage == "drop_col":
+        sub = sub.drop(columns="zebra")
+    elif damage == "text":
+        sub = sub.astype(object)
+        sub.iloc[0, 1] = "high"
+    elif damage == "dup":
+        sub = pd.concat([sub, sub.iloc[:1]])
+    if damage is None:
+        p = np.clip(sub.to_numpy(float), 1e-15, 1 - 1e-15)
+        y = labels.to_numpy(float)
+        expected = np.mean([[-(yv * np.log(pv) + (1 - yv) * np.log(1 - pv)) for pv, yv in zip(pr, yr)]
+                            for pr, yr in zip(p, y)])  # fmt: skip
+        assert score(sub, labels) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    else:
+        with pytest.raises(SubmissionError):
+            validate_submission(sub, labels.index)
+            score(sub, labels)
+
+
+def test_json_of_nan_confidence_is_refused():
+    data = {"info": {"format_version": "1.6"}, "detection_categories": {"1": "animal"},
+            "images": [{"file": "a", "detections": [{"category": "1", "conf": float("nan"), "bbox": [0, 0, .1, .1]}]}]}
+    with pytest.raises(DataError, match="conf must be a number"):
+        results_from_json(json.loads(json.dumps(data)), "nan.json")

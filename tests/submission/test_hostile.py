@@ -1,0 +1,179 @@
+"""Hakuna tried as a hostile but realistic user would: crafted model files, metadata that points outside the data
+folder, decompression bombs, invalid labels, unreadable inputs and outputs.  Every case ends in a one-line error
+(exit 2) or a per-file failure, and the malicious files never create their marker."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from camtrap.labels import COLUMNS
+from submission.cli import main
+from tests.camtrap.test_safeload import Payload, plain_payload
+from tests.conftest import make_random_detector
+
+
+def _one_line_error(capsys, code: int, *fragments: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def _photos(folder, n=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((60, 80, 3), 40 * i, np.uint8)).save(folder / f"p{i}.jpg")
+    pd.DataFrame({"path": [f"p{i}.jpg" for i in range(n)], "label": "zebra"}).to_csv(folder / "photos.csv", index=False)
+    return folder / "photos.csv"
+
+
+def test_malicious_classifier_never_runs(tmp_path, capsys, random_detector):
+    marker = tmp_path / "PWNED"
+    evil = plain_payload(tmp_path / "evil.pt", marker)
+    csv = _photos(tmp_path / "photos")
+    code = main(["classify", "--model", str(evil), "--images-csv", str(csv), "--out", str(tmp_path / "o.csv")])
+    _one_line_error(capsys, code, "evil.pt: refused", "posix.system", "--trust-model")
+    code = main(["predict", "--data", str(tmp_path), "--detector", str(random_detector), "--classifier", str(evil),
+                 "--fusion", str(tmp_path / "f.json"), "--out", str(tmp_path / "s.csv")])  # fmt: skip
+    _one_line_error(capsys, code, "evil.pt: refused")
+    assert not marker.exists()
+
+
+@pytest.fixture()
+def disguised_detector(tmp_path):
+    """A real ultralytics checkpoint with a payload hidden beside the model, and the old check's magic words."""
+    good = make_random_detector(tmp_path)
+    ckpt = torch.load(good, weights_only=False)
+    ckpt["train_args"] = {"model": "ultralytics.nn.tasks.DetectionModel", "note": Payload(tmp_path / "PWNED")}
+    torch.save(ckpt, tmp_path / "disguised.pt")
+    return tmp_path / "disguised.pt"
+
+
+def test_disguised_detector_never_runs(tmp_path, capsys, disguised_detector):
+    imgs = tmp_path / "imgs"
+    _photos(imgs)
+    code = main(["detect", "--model", str(disguised_detector), "--images", str(imgs), "--out", str(tmp_path / "r.json"),
+                 "--device", "cpu", "--no-progress"])  # fmt: skip
+    _one_line_error(capsys, code, "disguised.pt: refused", "posix.system")
+    code = main(["detector", "export-onnx", str(disguised_detector)])
+    _one_line_error(capsys, code, "refused")
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_metadata_paths_stay_in_the_data_folder(tmp_path, random_detector):
+    data = tmp_path / "data"
+    _photos(data)
+    (tmp_path / "secret.jpg").write_bytes((data / "p0.jpg").read_bytes())
+    names = ["p0.jpg", "../secret.jpg", "../nothing.jpg", str(tmp_path / "secret.jpg"), str(tmp_path / "nothing.jpg")]
+    pd.DataFrame({"seq_id": [f"s{i}" for i in range(5)], "file_name": names}).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "r.json"
+    assert main(["detect", "--model", str(random_detector), "--metadata", str(tmp_path / "m.csv"), "--image-root",
+                 str(data), "--out", str(out), "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    entries = {e["file"]: e for e in json.loads(out.read_text())["images"]}
+    assert isinstance(entries["p0.jpg"]["detections"], list)
+    failures = {entries[n]["failure"] for n in names[1:]}
+    assert failures == {"outside the data folder"}  # the same answer whether or not the file exists
+
+
+def _bomb_png(path, side=13000):
+    """A 1-bit PNG of side x side pixels: about 20 KB on disk, 500 MB as RGB."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = zlib.compress(b"\x00" * ((side // 8 + 1) * side), 9)
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    return path
+
+
+def test_decompression_bomb_is_refused_from_its_header(tmp_path, random_detector):
+    imgs = tmp_path / "imgs"
+    _photos(imgs, 1)
+    bomb = _bomb_png(imgs / "bomb.png")
+    assert bomb.stat().st_size < 40_000
+    out = tmp_path / "r.json"
+    assert main(["detect", "--model", str(random_detector), "--images", str(imgs), "--out", str(out), "--device",
+                 "cpu", "--no-progress"]) == 0  # fmt: skip
+    entries = {e["file"]: e for e in json.loads(out.read_text())["images"]}
+    assert entries["bomb.png"]["failure"].startswith("image too large: 13000 x 13000 pixels")
+    assert isinstance(entries["p0.jpg"]["detections"], list)
+
+
+def _labels(tmp_path, column: str | None = None, value: str = ""):
+    """Labels for four empty sequences (one cell of s1 set to ``value`` when ``column`` is given) and a submission."""
+    ids = pd.Index([f"s{i}" for i in range(4)], name="seq_id")
+    labels = pd.DataFrame("0", index=ids, columns=list(COLUMNS))
+    labels["empty"] = "1"
+    if column:
+        labels.loc["s1", column] = value
+    labels.to_csv(tmp_path / "labels.csv")
+    pd.DataFrame(0.02, index=ids, columns=list(COLUMNS)).to_csv(tmp_path / "sub.csv")
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [("empty", "2", "labels.csv:3: empty='2' for 's1'"),
+                                                          ("zebra", "", "labels.csv:3: blank zebra for 's1'")])
+def test_score_refuses_invalid_labels(tmp_path, capsys, column, value, message):
+    _labels(tmp_path, column, value)
+    code = main(["score", str(tmp_path / "sub.csv"), str(tmp_path / "labels.csv")])
+    _one_line_error(capsys, code, message, "labels must be 0 or 1")
+
+
+def test_unreadable_inputs_and_outputs_are_one_line_errors(tmp_path, capsys, random_detector):
+    imgs = tmp_path / "imgs"
+    _photos(imgs)
+    (tmp_path / "latin1.csv").write_bytes(b"seq_id,file_name\ns1,caf\xe9.jpg\n")
+    code = main(["detect", "--model", str(random_detector), "--metadata", str(tmp_path / "latin1.csv"), "--image-root",
+                 str(imgs), "--out", str(tmp_path / "r.json")])  # fmt: skip
+    _one_line_error(capsys, code, "latin1.csv:2: not UTF-8 text")
+    (tmp_path / "out_dir").mkdir()
+    code = main(["detect", "--model", str(random_detector), "--images", str(imgs), "--out", str(tmp_path / "out_dir")])
+    _one_line_error(capsys, code, "out_dir: the results file is a folder")
+    onnx = tmp_path / "cut.onnx"
+    onnx.write_bytes(b"\x08\x07\x12\x04junk" * 10)
+    code = main(["detect", "--model", str(onnx), "--images", str(imgs), "--out", str(tmp_path / "r.json")])
+    _one_line_error(capsys, code, "cut.onnx: not a readable ONNX model")
+    (tmp_path / "random.pt").write_bytes(os.urandom(2000))
+    code = main(["classify", "--model", str(tmp_path / "random.pt"), "--images-csv", str(imgs / "photos.csv"), "--out",
+                 str(tmp_path / "o.csv")])  # fmt: skip
+    _one_line_error(capsys, code, "random.pt: not a PyTorch checkpoint")
+    (tmp_path / "fake.zip").write_bytes(b"this is not a zip")
+    code = main(["run-submission", str(tmp_path / "fake.zip"), "--data", str(imgs), "--out", str(tmp_path / "s.csv"),
+                 "--allow-network"])  # fmt: skip
+    _one_line_error(capsys, code, "fake.zip: not a readable zip file")
+    code = main(["weights", "fetch", "mdv1000-sorrel", "--cache", "/proc/hakuna-cache"])
+    _one_line_error(capsys, code, "/proc/hakuna-cache")
+    code = main(["weights", "fetch", "mdv1000-sorrel", "--cache", str(tmp_path / "cache"), "--url",
+                 "http://127.0.0.1:9/nothing.pt"])  # fmt: skip
+    _one_line_error(capsys, code, "download of http://127.0.0.1:9/nothing.pt stopped")
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    from camtrap.fileio import atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_text(tmp_path / "x.txt", "hi")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_light_commands_do_not_import_torch(tmp_path):
+    _labels(tmp_path)
+    code = ("import sys; from submission.cli import main; rc = main(['score', sys.argv[1], sys.argv[2]]); "
+            "print('torch' in sys.modules, 'ultralytics' in sys.modules); sys.exit(rc)")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sub.csv"), str(tmp_path / "labels.csv")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "False False"
