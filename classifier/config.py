@@ -7,9 +7,24 @@ from dataclasses import dataclass
 from camtrap.geometry import DEFAULT_CROP_MARGIN
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 
-__all__ = ["AugmentConfig", "ClassifierTrainConfig", "BALANCE_CHOICES"]
+__all__ = ["AugmentConfig", "ClassifierTrainConfig", "FewShotConfig", "BALANCE_CHOICES", "RECIPES", "LITE",
+           "FEWSHOT_MAX_PER_CLASS"]  # fmt: skip
 
 BALANCE_CHOICES = ("sqrt", "inverse", "none")
+RECIPES = ("auto", "fewshot", "full")
+LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+FEWSHOT_MAX_PER_CLASS = 50  # auto: the few-shot recipe while the median class has at most this many samples
+
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    """What the few-shot recipe chooses by group cross-validation, and how (see :mod:`classifier.fewshot`)."""
+
+    backbones: tuple[str, ...] = LITE  # those whose weights are installed are tried
+    l2_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
+    folds: int = 5
+    use_prior: bool = True  # the ImageNet zero-shot prior (classifier.imagenet_prior)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,9 +58,13 @@ class ClassifierTrainConfig:
     workers: int = 0
     seed: int = 0
     augment: AugmentConfig = AugmentConfig()
+    recipe: str = "full"  # "fewshot": frozen backbone + head chosen by CV; "auto": by the data's size
+    fewshot: FewShotConfig = FewShotConfig()
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE_CHOICES:
             raise ValueError(f"balance must be one of {BALANCE_CHOICES}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}")

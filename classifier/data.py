@@ -32,10 +32,13 @@ from camtrap.mdjson import DetectionResults
 from camtrap.stream import ordered_map
 from classifier.spec import ModelSpec
 
-__all__ = ["Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "holdout_group_per_class",
-           "decode_cached"]
+__all__ = ["Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "correction_samples",
+           "holdout_group_per_class", "decode_cached", "CORRECTION_COLUMNS", "CORRECTION_STATUSES"]
 
 log = logging.getLogger(__name__)
+CORRECTION_COLUMNS = ("crop_id", "file", "detection_index", "bbox", "predicted", "status", "label")
+"""Columns of ``corrections.csv`` as the review site writes it (bbox: "x_min y_min width height", normalised)."""
+CORRECTION_STATUSES = ("unreviewed", "confirmed", "rejected", "relabelled")
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,48 @@ def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, s
         ref = frame_ref(base, path, allow_outside_root=allow_outside_root)
         samples.append(Sample(ref, None, target, group or path, path))
     return SampleSet(tuple(samples), classes, False, f"csv:{csv_path.name}")
+
+
+def _correction_row(path: Path, line: int, row, reviewed_only: bool) -> tuple[str, tuple[float, ...]] | None:
+    """(label, bbox) of one corrections row, None when it is not a training sample."""
+    if row.status not in CORRECTION_STATUSES:
+        raise DataError(path, f"status {row.status!r} is not one of {CORRECTION_STATUSES}", line=line)
+    if row.status == "rejected" or (reviewed_only and row.status == "unreviewed"):
+        return None
+    label = row.label if row.status == "relabelled" else (row.label or row.predicted)
+    if label not in COLUMNS:
+        raise DataError(path, f"label {label!r} is not one of the 54 columns", line=line)
+    try:
+        bbox = tuple(float(v) for v in row.bbox.split())
+    except ValueError:
+        bbox = ()
+    if len(bbox) != 4 or min(bbox) < 0 or bbox[0] + bbox[2] > 1.001 or bbox[1] + bbox[3] > 1.001:
+        raise DataError(path, f"bbox {row.bbox!r} is not four normalised numbers (x_min y_min width height)", line=line)
+    return label, bbox  # type: ignore[return-value]
+
+
+def correction_samples(csv_path: str | os.PathLike[str], image_root: Path, *, reviewed_only: bool = False,
+                       allow_outside_root: bool = False) -> SampleSet:  # fmt: skip
+    """Crops from a review site's ``corrections.csv``: confirmed crops keep the predicted label, relabelled ones take
+    the reviewer's, rejected ones are left out; unreviewed ones keep the prediction unless ``reviewed_only``.
+    Crops are cut from the original frames under ``image_root`` (kept inside it)."""
+    csv_path = Path(csv_path)
+    df = read_csv(csv_path, dtype=str, keep_default_na=False)
+    missing = [c for c in CORRECTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(csv_path, f"missing column(s) {missing} (has {list(df.columns)})", line=1)
+    rows = []
+    for i, row in enumerate(df.itertuples(index=False)):
+        parsed = _correction_row(csv_path, i + 2, row, reviewed_only)
+        if parsed is not None:
+            rows.append((row, *parsed))
+    classes = COLUMNS if any(label == EMPTY for _, label, _ in rows) else SPECIES
+    samples = [Sample(frame_ref(image_root, row.file, allow_outside_root=allow_outside_root), bbox,
+                      tuple(1.0 if c == label else 0.0 for c in classes), row.file, row.crop_id)
+               for row, label, bbox in rows]  # fmt: skip
+    kinds = df["status"].value_counts().to_dict()
+    log.info("%s: %d crops to learn from (%s)", csv_path.name, len(samples), kinds)
+    return SampleSet(tuple(samples), classes, False, f"corrections:{csv_path.name}")
 
 
 def holdout_group_per_class(samples: SampleSet) -> tuple[str, ...]:

@@ -79,6 +79,29 @@ def convert_checkpoint(path: str | os.PathLike[str], out: str | os.PathLike[str]
     return atomic_write(out, lambda f: torch.save(payload, f), binary=True)
 
 
+def build_model(spec: ModelSpec, pretrained: bool | str = False):
+    """The network a spec describes: a fine-tuned backbone, or a frozen one with a fitted probe head."""
+    if spec.head == "probe":
+        from classifier.probe import ProbeClassifier
+
+        return ProbeClassifier(spec.backbones or (spec.backbone,), spec.classes, input_size=spec.input_hw[0],
+                               multilabel=spec.multilabel, pretrained=pretrained)  # fmt: skip
+    from classifier.backbones import create
+
+    return create(spec.backbone, len(spec.classes), pretrained=pretrained)
+
+
+def optimise_for_inference(model, spec: ModelSpec):
+    """Batch norms folded into convolutions (exact): ~25-30% faster on a CPU."""
+    from classifier.backbones import for_inference
+
+    if spec.head == "probe":
+        for i, name in enumerate(spec.backbones or (spec.backbone,)):
+            model.bodies[i] = for_inference(model.bodies[i], name)
+        return model.eval()
+    return for_inference(model, spec.backbone)
+
+
 class TorchClassifier:
     """A checkpoint run with PyTorch (channels_last everywhere, bf16 autocast on CUDA); uint8 is normalised on the
     device."""
@@ -88,15 +111,13 @@ class TorchClassifier:
     def __init__(self, path: Path, device: str | None = None, *, trust: bool = False) -> None:
         import torch
 
-        from classifier.backbones import create, for_inference
-
         ckpt = read_checkpoint(path, trust=trust)
         self.spec = ModelSpec.from_json(ckpt["spec"])
         self.device = resolve_device(device)
         self._device = torch.device(self.device)
-        model = create(self.spec.backbone, len(self.spec.classes), pretrained=False)
+        model = build_model(self.spec)
         model.load_state_dict(ckpt["model"])
-        model = for_inference(model, self.spec.backbone)
+        model = optimise_for_inference(model, self.spec)
         self.model = model.to(self._device).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(self.spec.std, device=self._device).view(1, 3, 1, 1) * 255

@@ -32,6 +32,7 @@ class ResizePolicy(enum.Enum):
 
     PAD_SQUARE = "pad-square"  # crops: pad the short side (grey) to a square, then resize
     STRETCH = "stretch"  # whole frames: resize to the input size as is (frames share one aspect ratio)
+    CENTER_CROP = "center-crop"  # whole photos: the centre square (or the input's aspect), then resize
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,12 @@ class ModelSpec:
     crop_margin: float = DEFAULT_CROP_MARGIN  # crops are the box grown by this fraction of its longer side
     source_max_side: int = 0  # frames are decoded at least this large before crops are cut (0: derived)
     temperature: float = 1.0  # logits are divided by this before softmax/sigmoid (calibration)
+    head: str = "linear"  # "linear": fine-tuned network; "probe": frozen backbones + fitted head (classifier.probe)
+    backbones: tuple[str, ...] = ()  # probe heads: every frozen backbone whose features the head reads
 
     def __post_init__(self) -> None:
         if not self.source_max_side:
-            factor = FRAME_SOURCE_FACTOR if self.resize is ResizePolicy.STRETCH else CROP_SOURCE_FACTOR
+            factor = CROP_SOURCE_FACTOR if self.resize is ResizePolicy.PAD_SQUARE else FRAME_SOURCE_FACTOR
             object.__setattr__(self, "source_max_side", max(self.input_hw) * factor)
 
     def to_json(self) -> str:
@@ -69,19 +72,24 @@ class ModelSpec:
             log.warning("classifier spec has fields this version does not know (ignored): %s", unknown)
         raw = {k: v for k, v in raw.items() if k in known}
         raw["resize"] = ResizePolicy(raw["resize"])
-        for key in ("input_hw", "mean", "std", "classes"):
-            raw[key] = tuple(raw[key])
+        for key in ("input_hw", "mean", "std", "classes", "backbones"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
         return cls(**raw)
 
     def resize_uint8(self, rgb: np.ndarray) -> np.ndarray:
         """Apply the resize policy: H x W x 3 uint8 -> input_hw x 3 uint8."""
         h, w = rgb.shape[:2]
+        th, tw = self.input_hw
         if self.resize is ResizePolicy.PAD_SQUARE and h != w:
             side = max(h, w)
             canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)
             canvas[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = rgb
             rgb = canvas
-        th, tw = self.input_hw
+        elif self.resize is ResizePolicy.CENTER_CROP:
+            ch, cw = (h, round(h * tw / th)) if w * th > h * tw else (round(w * th / tw), w)
+            y0, x0 = (h - ch) // 2, (w - cw) // 2
+            rgb = rgb[y0 : y0 + ch, x0 : x0 + cw]
         if rgb.shape[:2] == (th, tw):
             return rgb
         interp = cv2.INTER_AREA if rgb.shape[0] > th else cv2.INTER_LINEAR

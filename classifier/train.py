@@ -145,8 +145,14 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
           progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> TrainResult:
     """Train on ``samples``; writes ``out`` (best validation epoch) and ``out.last.pt`` (every epoch, for resume).
 
-    ``progress(stage, epoch, total)`` returns a callback advanced by items done (for progress bars).
+    ``progress(stage, epoch, total)`` returns a callback advanced by items done (for progress bars).  With
+    ``cfg.recipe`` "fewshot" (or "auto" on few samples per class) the few-shot recipe runs instead
+    (:mod:`classifier.recipes`).
     """
+    from classifier.recipes import resolve_recipe, train_fewshot
+
+    if resolve_recipe(samples, cfg) == "fewshot":
+        return train_fewshot(samples, out, cfg, cache_dir=cache_dir, progress=progress)
     torch.manual_seed(cfg.seed)
     spec = _spec(samples, cfg)
     bar = progress or (lambda *_: None)
@@ -183,8 +189,9 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
         start, history, best = state["epoch"] + 1, list(state["history"]), state["best"]
         torch.set_rng_state(state["rng"])
         log.info("resuming from epoch %d of %d (%s)", start + 1, cfg.epochs, last_path)
-    summary = {"source": samples.source, "train_samples": int(len(train_idx)), "val_samples": int(len(val_idx)),
-               "val_groups": sorted({samples.samples[i].group for i in val_idx}), "epochs": cfg.epochs,
+    summary = {"recipe": "full", "source": samples.source, "train_samples": int(len(train_idx)),
+               "val_samples": int(len(val_idx)), "val_groups": sorted({samples.samples[i].group for i in val_idx}),
+               "epochs": cfg.epochs,
                "pretrained": cfg.pretrained if isinstance(cfg.pretrained, bool) else str(cfg.pretrained),
                "balance": cfg.balance, "unreadable": int((~ok).sum())}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)

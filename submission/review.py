@@ -1,6 +1,10 @@
 """A static review site for ecologists: crops grouped by predicted species, each sequence's frames with boxes,
 per-crop top-3 and fused probabilities, and the images that failed.  Opens from disk; no server.
 
+Reviewers confirm, reject or relabel crops (keyboard: arrows move, c confirm, x reject, r relabel, u undo,
+Enter opens the sequence) and download ``corrections.csv`` (:data:`classifier.data.CORRECTION_COLUMNS`), which
+``hakuna classifier train --corrections`` learns from.  Their work is kept in the browser's local storage.
+
 Thumbnails are written once (existing ones are reused), so a site with 10,000 crops is rebuilt quickly and
 the page loads small JPEGs lazily.
 """
@@ -24,6 +28,7 @@ from camtrap.geometry import DEFAULT_CROP_MARGIN, cut_crop
 from camtrap.images import load_frame
 from camtrap.mdjson import DetectionResults
 from camtrap.results import FrameDetections
+from classifier.data import CORRECTION_COLUMNS
 
 __all__ = ["ReviewConfig", "build_review"]
 
@@ -84,7 +89,8 @@ def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: 
             thumb = f"thumbs/crops/{crop_id}.jpg"
             _thumb(out / thumb, cut_crop(img.pixels, det.bbox_xywh_norm, cfg.margin), cfg.crop_px)
             crops.append({"id": crop_id, "seq": seq, "file": frame.file, "det": i, "conf": box["conf"],
-                          "species": top3[0][0], "prob": top3[0][1], "top3": top3, "thumb": thumb})  # fmt: skip
+                          "bbox": box["bbox"], "species": top3[0][0], "prob": top3[0][1], "top3": top3,
+                          "thumb": thumb})  # fmt: skip
             box["crop"] = crop_id
         entry["boxes"].append(box)
     return entry
@@ -119,8 +125,9 @@ def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_
                 sequences[seq]["fused"] = [[k, round(float(v), 4)] for k, v in top.items()]
     crops.sort(key=lambda c: (-c["prob"], c["id"]))
     species = sorted({c["species"] for c in crops}, key=lambda s: (-sum(c["species"] == s for c in crops), s))
-    data = {"title": cfg.title, "species": species, "crops": crops, "sequences": sequences, "failures": failures,
-            "detector": results.detector}  # fmt: skip
+    labels = sorted(set((results.classification_categories or {}).values()) | set(species))
+    data = {"title": cfg.title, "species": species, "labels": labels, "crops": crops, "sequences": sequences,
+            "failures": failures, "detector": results.detector, "columns": list(CORRECTION_COLUMNS)}  # fmt: skip
     atomic_write_text(out / "data.js", "window.REVIEW = " + json.dumps(data, separators=(",", ":")) + ";\n")
     for name in ("index.html", "app.js", "style.css"):
         shutil.copyfile(ASSETS / name, out / name)

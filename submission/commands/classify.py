@@ -23,6 +23,8 @@ from submission.commands.common import (
 __all__ = ["register"]
 SOURCES = ("crops", "frames")
 BALANCE = ("sqrt", "inverse", "none")
+RECIPES = ("auto", "fewshot", "full")
+CV_RECIPES = ("linear-probe", "fewshot", "full")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="competition-layout dataset folder (as `hakuna synth` writes)")
     src.add_argument("--images-csv", type=Path, help="CSV with path,label[,group_id] columns")
+    src.add_argument("--corrections", type=Path, help="corrections.csv downloaded from a review site (with --images)")
+    p.add_argument("--images", type=Path, help="with --corrections: the image root the review site was built from")
+    p.add_argument("--reviewed-only", action="store_true",
+                   help="with --corrections: learn only from crops a person confirmed or relabelled")
     p.add_argument("--detections", type=Path, help="detector results JSON for the training images (crops mode)")
     p.add_argument("--source", choices=SOURCES, default="crops", help="with --data: crops (two-stage) or frames")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
@@ -44,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--balance", choices=BALANCE, default="sqrt")
+    p.add_argument("--recipe", choices=RECIPES, default="auto",
+                   help="fewshot: frozen backbone + head chosen by group CV (few hundred photos); full: fine-tune "
+                        "everything; auto: fewshot while the median class has at most 50 samples")
+    _fewshot_backbones(p)
     p.add_argument("--det-threshold", type=float,
                    help="detections kept as crops (default: the detector's animal threshold, from the results file)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
@@ -52,6 +62,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_outside_root(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_train)
+
+    p = clf.add_parser("cv", help="group-aware K-fold comparison of training recipes on labelled photos")
+    p.add_argument("--images-csv", required=True, type=Path, help="CSV with path,label[,group_id] columns")
+    p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--recipes", nargs="+", choices=CV_RECIPES, default=list(CV_RECIPES))
+    p.add_argument("--seed", type=int, default=0)
+    _fewshot_backbones(p)
+    p.add_argument("--cache-dir", type=Path, help="decoded images and features (default: ~/.cache/hakuna/cv)")
+    p.add_argument("--json", type=Path, help="also write every figure (per-class recall, choices per fold) here")
+    add_device(p)
+    add_outside_root(p)
+    p.set_defaults(handler=_cv)
 
     p = clf.add_parser("export-onnx", help="export a classifier to ONNX (probabilities out, spec in metadata)")
     p.add_argument("model", type=Path)
@@ -85,6 +108,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_classify)
 
 
+def _fewshot_backbones(p: argparse.ArgumentParser) -> None:
+    from classifier.config import FewShotConfig
+
+    p.add_argument("--fewshot-backbones", nargs="+", choices=sorted(BACKBONES), default=list(FewShotConfig.backbones),
+                   help="few-shot: backbones to try (EfficientNet-Lite1/2 need the lite12 extra; others are skipped "
+                        "when their weights are not installed)")
+
+
+def _fewshot_cfg(args: argparse.Namespace):
+    from classifier.config import FewShotConfig
+
+    return FewShotConfig(backbones=tuple(args.fewshot_backbones))
+
+
 def _train_data(args: argparse.Namespace):
     from camtrap.dataset import read_train
 
@@ -99,8 +136,13 @@ def _train_data(args: argparse.Namespace):
 
 def _samples(args: argparse.Namespace):
     from camtrap.mdjson import read_results
-    from classifier.data import crop_samples, csv_samples, frame_samples
+    from classifier.data import correction_samples, crop_samples, csv_samples, frame_samples
 
+    if args.corrections is not None:
+        if args.images is None:
+            raise UsageError("--corrections needs --images (the image root the review site was built from)")
+        return correction_samples(args.corrections, args.images, reviewed_only=args.reviewed_only,
+                                  allow_outside_root=args.allow_outside_root)  # fmt: skip
     if args.images_csv is not None:
         return csv_samples(args.images_csv, allow_outside_root=args.allow_outside_root)
     data = _train_data(args)
@@ -124,7 +166,7 @@ def _train(args: argparse.Namespace) -> int:
     pretrained = False if args.no_pretrained else (str(args.pretrained_weights) if args.pretrained_weights else True)
     cfg = ClassifierTrainConfig(backbone=args.backbone, input_size=args.input_size, pretrained=pretrained,
                                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, balance=args.balance,
-                                device=device_of(args))  # fmt: skip
+                                device=device_of(args), recipe=args.recipe, fewshot=_fewshot_cfg(args))  # fmt: skip
     samples = _samples(args)
     bars: list = []
 
@@ -139,7 +181,32 @@ def _train(args: argparse.Namespace) -> int:
     for b in bars:
         b.close()
     last = result.history[-1]
-    print(f"classifier -> {result.model_path} (val top-1 {last['val_top1']:.3f} after epoch {last['epoch']})")
+    if result.spec.training.get("recipe") == "fewshot":
+        t = result.spec.training
+        print(f"classifier -> {result.model_path} (few-shot: {t['backbone']}, {t['resize']}, L2 {t['l2']}; "
+              f"cross-validated top-1 {t['cv_top1']:.3f}, temperature {result.spec.temperature:.2f})")
+    else:
+        print(f"classifier -> {result.model_path} (val top-1 {last['val_top1']:.3f} after epoch {last['epoch']})")
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from camtrap.fileio import atomic_write_json
+    from classifier.cv import cross_validate, format_table
+    from classifier.data import csv_samples
+
+    if args.json:
+        out_path(args.json, "JSON file")
+    samples = csv_samples(args.images_csv, args.root, skip_unknown=True, allow_outside_root=args.allow_outside_root)
+    cache = args.cache_dir or Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "cv"
+    results = cross_validate(samples, tuple(args.recipes), folds=args.folds, seed=args.seed, cache_dir=cache,
+                             device=device_of(args), fewshot=_fewshot_cfg(args), say=print)  # fmt: skip
+    print(format_table(results))
+    if args.json:
+        atomic_write_json(args.json, json.loads(json.dumps([r.__dict__ for r in results], default=str)))
     return 0
 
 

@@ -1,7 +1,9 @@
 // Hakuna review page: everything comes from data.js (window.REVIEW); no server, no network.
+// Reviewing: arrows move between crops, c confirms, x rejects, r relabels, u undoes, Enter opens the sequence;
+// the "download corrections.csv" button saves the review (kept meanwhile in this browser's local storage).
 (function () {
   "use strict";
-  const data = window.REVIEW || { species: [], crops: [], sequences: {}, failures: [] };
+  const data = window.REVIEW || { species: [], labels: [], crops: [], sequences: {}, failures: [], columns: [] };
   const PAGE = 200; // crops rendered per species before "show more"
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs, text) => {
@@ -11,6 +13,18 @@
     return e;
   };
   const shown = {}; // species -> how many tiles are rendered
+  const storeKey = "hakuna-review:" + (data.title || "") + ":" + (data.detector || "") + ":" + data.crops.length;
+  let review = {}; // crop id -> {status, label}
+  try { review = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch (e) { review = {}; }
+  const byId = {};
+  data.crops.forEach((c) => (byId[c.id] = c));
+  let relabelling = null; // crop id whose new label is being chosen
+
+  function save() {
+    try { localStorage.setItem(storeKey, JSON.stringify(review)); } catch (e) { /* private mode: memory only */ }
+    const done = Object.values(review).filter((r) => r.status !== "unreviewed").length;
+    $("reviewed").textContent = `${done} reviewed`;
+  }
 
   function filtered() {
     const sp = $("species").value;
@@ -20,11 +34,31 @@
     return data.crops.filter((c) => (!sp || c.species === sp) && c.prob >= lo && c.prob <= hi);
   }
 
+  function stateOf(c) { return review[c.id] || { status: "unreviewed", label: c.species }; }
+
+  function paint(t, c) {
+    const s = stateOf(c);
+    t.setAttribute("data-status", s.status);
+    t.setAttribute("data-label", s.label);
+    t.querySelector(".state").textContent = s.status === "relabelled" ? `→ ${s.label}` : s.status;
+  }
+
+  function setState(id, status, label) {
+    const c = byId[id];
+    if (status === "unreviewed") delete review[id];
+    else review[id] = { status: status, label: label || c.species };
+    document.querySelectorAll(`.crop[data-id="${CSS.escape(id)}"]`).forEach((t) => paint(t, c));
+    save();
+  }
+
   function tile(c) {
-    const t = el("div", { class: "crop", "data-seq": c.seq, "data-species": c.species, title: c.file });
+    const t = el("div", { class: "crop", tabindex: "0", "data-id": c.id, "data-seq": c.seq, "data-species": c.species,
+      title: c.file });
     t.appendChild(el("img", { src: c.thumb, loading: "lazy", alt: c.species }));
     t.appendChild(el("span", {}, `${c.species} ${c.prob.toFixed(2)}`));
     t.appendChild(el("span", {}, `detector ${c.conf.toFixed(2)}`));
+    t.appendChild(el("span", { class: "state" }, ""));
+    paint(t, c);
     t.addEventListener("click", () => openSequence(c.seq));
     return t;
   }
@@ -91,13 +125,77 @@
     $("sequence").hidden = false;
   }
 
+  function startRelabel(id) {
+    relabelling = id;
+    $("relabel-crop").textContent = `${byId[id].file} (box ${byId[id].det + 1})`;
+    $("relabel-select").value = stateOf(byId[id]).label;
+    $("relabel").hidden = false;
+    $("relabel-select").focus();
+  }
+
+  function finishRelabel(apply) {
+    const id = relabelling;
+    $("relabel").hidden = true;
+    relabelling = null;
+    if (apply && id) setState(id, "relabelled", $("relabel-select").value);
+    const t = id && document.querySelector(`.crop[data-id="${CSS.escape(id)}"]`);
+    if (t) t.focus();
+  }
+
+  function move(t, step) {
+    const tiles = Array.from(document.querySelectorAll(".crop"));
+    const next = tiles[tiles.indexOf(t) + step];
+    if (next) next.focus();
+  }
+
+  function onKey(e) {
+    if (e.key === "Escape") { $("sequence").hidden = true; finishRelabel(false); return; }
+    if (relabelling) { if (e.key === "Enter") { e.preventDefault(); finishRelabel(true); } return; }
+    const t = document.activeElement;
+    if (!t || !t.classList || !t.classList.contains("crop")) return;
+    const id = t.getAttribute("data-id");
+    const keys = { c: () => setState(id, "confirmed"), x: () => setState(id, "rejected"),
+      u: () => setState(id, "unreviewed"), r: () => startRelabel(id), Enter: () => openSequence(byId[id].seq),
+      ArrowRight: () => move(t, 1), ArrowDown: () => move(t, 1), ArrowLeft: () => move(t, -1),
+      ArrowUp: () => move(t, -1) };
+    if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+  }
+
+  function csvCell(v) {
+    const s = String(v);
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  }
+
+  function correctionsCsv() {
+    const rows = [data.columns.join(",")];
+    data.crops.forEach((c) => {
+      const s = stateOf(c);
+      const values = { crop_id: c.id, file: c.file, detection_index: c.det, bbox: c.bbox.join(" "),
+        predicted: c.species, status: s.status, label: s.status === "rejected" ? "" : s.label };
+      rows.push(data.columns.map((k) => csvCell(values[k])).join(","));
+    });
+    return rows.join("\n") + "\n";
+  }
+
+  function download() {
+    const blob = new Blob([correctionsCsv()], { type: "text/csv" });
+    const a = el("a", { href: URL.createObjectURL(blob), download: "corrections.csv" });
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 0);
+  }
+
   function init() {
     $("title").textContent = `${data.title || "Hakuna review"} — detector ${data.detector || "?"}`;
     data.species.forEach((s) => $("species").appendChild(el("option", { value: s }, s)));
+    (data.labels || data.species).forEach((s) => $("relabel-select").appendChild(el("option", { value: s }, s)));
     ["species", "min-conf", "max-conf"].forEach((id) => $(id).addEventListener("input", render));
     $("species").addEventListener("change", render);
     $("close").addEventListener("click", () => { $("sequence").hidden = true; });
-    document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("sequence").hidden = true; });
+    $("relabel-ok").addEventListener("click", () => finishRelabel(true));
+    $("relabel-cancel").addEventListener("click", () => finishRelabel(false));
+    $("download").addEventListener("click", download);
+    document.addEventListener("keydown", onKey);
     const rows = $("failure-rows");
     data.failures.forEach((f) => {
       const tr = el("tr");
@@ -106,6 +204,7 @@
     });
     if (!data.failures.length) rows.appendChild(el("tr", {}, "none"));
     render();
+    save();
   }
 
   init();

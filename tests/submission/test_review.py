@@ -47,11 +47,11 @@ def site(tmp_path_factory):
     fused = read_labels(out.test_labels).astype(float).clip(0.01, 0.97)
     seq_of = dict(zip(test.frames["file_name"], test.frames["seq_id"]))
     index = build_review(results, out.test_data, root / "site", seq_of=seq_of, predictions=fused)
-    return index, preds, broken
+    return index, preds, broken, out.test_data
 
 
 def test_site_files_and_thumbnails(site):
-    index, preds, _ = site
+    index, preds, _, _ = site
     data = json.loads(index.with_name("data.js").read_text().split("=", 1)[1].rstrip(";\n"))
     assert len(data["crops"]) == len(preds)
     assert all((index.parent / c["thumb"]).is_file() for c in data["crops"])
@@ -65,7 +65,7 @@ def page(site):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (`make test` installs it where it can)")
-    index, preds, broken = site
+    index, preds, broken, _ = site
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -118,3 +118,61 @@ def test_click_opens_sequence_view(page):
     pg.click("#close")
     assert not pg.locator("#sequence").is_visible()
     assert errors == []
+
+
+def _relabel(pg, tile, label):
+    tile.focus()
+    pg.keyboard.press("r")
+    pg.select_option("#relabel-select", label)
+    pg.keyboard.press("Enter")
+
+
+@pytest.mark.slow
+def test_relabel_download_and_retrain(page, site, tmp_path):
+    """Relabel two crops in the browser, download corrections.csv, retrain from it: both crops come out with their
+    new label."""
+    import pandas as pd
+
+    from camtrap.frames import folder_frames
+    from camtrap.mdjson import DetectionResults
+    from camtrap.results import Detection, FrameDetections
+    from classifier.predict import classify_detections, load
+    from submission.cli import main
+
+    pg, errors, _, _ = page
+    index = site[0]
+    tiles = pg.locator(".crop")
+    first, second = tiles.nth(0), tiles.nth(3)
+    ids = [first.get_attribute("data-id"), second.get_attribute("data-id")]
+    _relabel(pg, first, "aardvark")
+    _relabel(pg, second, "aardvark")
+    tiles.nth(1).focus()
+    pg.keyboard.press("c")
+    tiles.nth(2).focus()
+    pg.keyboard.press("x")
+    assert first.get_attribute("data-status") == "relabelled" and first.get_attribute("data-label") == "aardvark"
+    assert pg.locator("#reviewed").inner_text() == "4 reviewed"
+    with pg.expect_download() as info:
+        pg.click("#download")
+    csv = tmp_path / "corrections.csv"
+    info.value.save_as(csv)
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False).set_index("crop_id")
+    assert table.loc[ids, "status"].tolist() == ["relabelled"] * 2
+    assert table.loc[ids, "label"].tolist() == ["aardvark"] * 2
+    assert (table["status"] == "rejected").sum() == 1 and (table["status"] == "confirmed").sum() == 1
+    images = json.loads(index.with_name("data.js").read_text().split("=", 1)[1].rstrip(";\n"))
+    image_root = site[3]
+    model = tmp_path / "retrained.pt"
+    assert main(["classifier", "train", "--corrections", str(csv), "--images", str(image_root), "--out", str(model),
+                 "--recipe", "fewshot", "--fewshot-backbones", "efficientnet_lite0", "--device", "cpu",
+                 "--no-progress"]) == 0  # fmt: skip
+    rows = table.loc[ids]
+    boxes = {}
+    for r in rows.itertuples():  # the two relabelled crops, as detections of their frames
+        boxes.setdefault(r.file, []).append(Detection("animal", 1.0, tuple(float(v) for v in r.bbox.split())))
+    frames = tuple(FrameDetections(f, tuple(b)) for f, b in boxes.items())
+    refs = {f.file: f for f in folder_frames(image_root, list(boxes))}
+    clf = load(model, device="cpu")
+    preds = classify_detections(clf, DetectionResults(frames), refs, threshold=0.5)
+    assert [clf.spec.classes[int(np.argmax(p.probs))] for p in preds] == ["aardvark", "aardvark"]
+    assert errors == [] and len(images["crops"]) == len(table)

@@ -1,0 +1,207 @@
+"""The ``fewshot`` recipe: learning well from a few hundred labelled photos.
+
+Fine-tuning a whole backbone on two photos per class destroys more than it learns.  This recipe keeps the
+ImageNet backbone frozen and fits only a head (:mod:`classifier.probe`): features and the ImageNet zero-shot
+prior are computed once per image (and its mirror) and cached, then every choice is made by group-aware
+cross-validation on the training photos themselves -- never on a test set:
+
+* the backbone (EfficientNet-Lite0, and Lite1/Lite2 where their weights are installed: the ``lite12`` extra),
+* for whole photos, the framing (stretched to the input, or the centre square),
+* the L2 strength of the head.
+
+Probabilities are calibrated: a temperature fitted on the out-of-fold predictions of the chosen setting is
+stored in the spec.  The final head is fitted on every photo.  Only the head is learnt, so training takes
+seconds once features exist, and the model runs everywhere a fine-tuned one does (PyTorch and ONNX).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from classifier.backbones import BACKBONES, lite_weights_installed
+from classifier.config import FewShotConfig
+from classifier.data import SampleSet, decode_cached
+from classifier.probe import Embeddings, ProbeClassifier, embed, fit_head, head_logits, probs_of
+from classifier.spec import ModelSpec, ResizePolicy
+
+__all__ = ["FewShotConfig", "Setting", "group_folds", "embeddings", "out_of_fold", "choose", "fit_temperature",
+           "calibration_error", "candidate_settings", "fit_setting"]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One candidate: a set of backbones (features concatenated), a framing and an L2 strength."""
+
+    backbones: tuple[str, ...]
+    resize: ResizePolicy
+    l2: float
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], ResizePolicy]:
+        return self.backbones, self.resize
+
+    @property
+    def input_size(self) -> int:
+        """Frames are prepared at the largest native size of the set; each backbone gets its own from it."""
+        return max(BACKBONES[b].input_size for b in self.backbones)
+
+
+def group_folds(groups: list[str], k: int, seed: int = 0) -> np.ndarray:
+    """A fold number per sample; every sample of a group in the same fold, groups spread evenly at random."""
+    uniq = sorted(set(groups))
+    order = [uniq[i] for i in np.random.default_rng(seed).permutation(len(uniq))]
+    fold_of = {g: i % k for i, g in enumerate(order)}
+    return np.array([fold_of[g] for g in groups], np.int64)
+
+
+def _spec(samples: SampleSet, backbones: tuple[str, ...], resize: ResizePolicy, size: int) -> ModelSpec:
+    info = BACKBONES[backbones[0]]
+    return ModelSpec(backbones[0], (size, size), info.mean, info.std, resize, samples.classes, samples.multilabel,
+                     head="probe", backbones=backbones)  # fmt: skip
+
+
+def _member(samples: SampleSet, backbone: str, resize: ResizePolicy, size: int, cache_dir: Path,
+            progress: Callable[[int], None] | None) -> tuple[Embeddings, np.ndarray]:  # fmt: skip
+    spec = _spec(samples, (backbone,), resize, size)
+    pixels, ok = decode_cached(samples, spec, cache_dir, progress=progress)
+    identity = f"{backbone}|{resize.value}|{size}|{samples.classes}|{len(pixels)}|".encode()
+    digest = hashlib.sha256(identity + np.ascontiguousarray(pixels[: min(len(pixels), 8)]).tobytes()).hexdigest()
+    path = cache_dir / f"embed-{digest[:16]}.npz"
+    if path.exists():
+        with np.load(path) as cached:
+            return Embeddings(cached["features"], cached["prior"]), ok
+    from classifier.backbones import for_inference
+
+    model = ProbeClassifier((backbone,), samples.classes, input_size=size, multilabel=samples.multilabel,
+                            pretrained=True)  # fmt: skip
+    model.bodies[0] = for_inference(model.bodies[0], backbone)
+    info = BACKBONES[backbone]
+    emb = embed(model, (pixels[k : k + 32] for k in range(0, len(pixels), 32)), info.mean, info.std)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, features=emb.features, prior=emb.prior)
+    tmp.replace(path)
+    return emb, ok
+
+
+def embeddings(samples: SampleSet, backbones: tuple[str, ...], resize: ResizePolicy, cache_dir: Path,
+               progress: Callable[[int], None] | None = None) -> tuple[Embeddings, np.ndarray]:  # fmt: skip
+    """Features (concatenated over ``backbones``) and zero-shot prior (averaged) of every sample and its mirror,
+    exactly as the fitted :class:`ProbeClassifier` computes them; cached on disk per backbone.  Also returns the
+    mask of samples that could be read."""
+    size = Setting(backbones, resize, 0.0).input_size
+    parts = [_member(samples, b, resize, size, cache_dir, progress) for b in backbones]
+    emb = Embeddings(np.concatenate([p[0].features for p in parts], axis=-1), np.mean([p[0].prior for p in parts],
+                                                                                       axis=0))  # fmt: skip
+    return emb, parts[0][1]
+
+
+def out_of_fold(emb: Embeddings, targets: np.ndarray, index: np.ndarray, folds: np.ndarray, *, l2: float,
+                use_prior: bool, multilabel: bool) -> np.ndarray:  # fmt: skip
+    """Per-view logits (2, len(index), C) of each sample in ``index`` from a head fitted without its fold."""
+    out = np.zeros((2, len(index), targets.shape[1]))
+    for f in np.unique(folds[index]):
+        test = folds[index] == f
+        fit = fit_head(emb, targets, index[~test], l2=l2, use_prior=use_prior, multilabel=multilabel)
+        out[:, test] = head_logits(fit, emb, index[test])
+    return out
+
+
+def _log_loss(probs: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
+    p = np.clip(probs, 1e-15, 1 - 1e-15)
+    if multilabel:
+        return float(-(targets * np.log(p) + (1 - targets) * np.log1p(-p)).mean())
+    return float(-(targets * np.log(p)).sum(axis=1).mean())
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray, multilabel: bool = False) -> float:
+    """The temperature (0.25 .. 8, log grid then golden section) that minimises the log loss of ``logits``."""
+    def loss(log_t: float) -> float:
+        return _log_loss(probs_of(logits, multilabel=multilabel, temperature=math.exp(log_t)), targets, multilabel)
+
+    lo, hi = math.log(0.25), math.log(8.0)
+    grid = np.linspace(lo, hi, 15)
+    best = int(np.argmin([loss(g) for g in grid]))
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    golden = (math.sqrt(5) - 1) / 2
+    for _ in range(30):
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        lo, hi = (lo, b) if loss(a) < loss(b) else (a, hi)
+    return float(math.exp((lo + hi) / 2))
+
+
+def calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of the top-1 confidence (equal-width bins)."""
+    conf, hit = probs.max(axis=1), probs.argmax(axis=1) == targets.argmax(axis=1)
+    edges = np.linspace(0, 1, bins + 1)
+    err = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            err += sel.mean() * abs(conf[sel].mean() - hit[sel].mean())
+    return float(err)
+
+
+def candidate_settings(samples: SampleSet, cfg: FewShotConfig) -> list[Setting]:
+    """Backbone sets (the first backbone alone, and every installed one together) x the framings that suit the
+    samples x the L2 grid."""
+    installed = tuple(b for b in cfg.backbones if BACKBONES[b].family != "lite" or lite_weights_installed(b))
+    if not installed:
+        raise ValueError(f"none of the backbones {cfg.backbones} has its ImageNet weights installed")
+    sets = list(dict.fromkeys([installed[:1], installed]))
+    whole = any(s.bbox_xywh_norm is None for s in samples.samples)
+    framings = (ResizePolicy.CENTER_CROP, ResizePolicy.STRETCH) if whole else (ResizePolicy.PAD_SQUARE,)
+    return [Setting(b, r, l2) for b in sets for r in framings for l2 in cfg.l2_grid]
+
+
+def choose(samples: SampleSet, index: np.ndarray, cfg: FewShotConfig, embedded: dict, *,
+           use_prior: bool | None = None, settings: list[Setting] | None = None) -> tuple[Setting, np.ndarray]:
+    """The setting with the lowest cross-validated log loss on samples ``index`` (folds inside ``index``), and
+    its out-of-fold logits."""
+    targets = samples.targets()
+    groups = [samples.samples[i].group for i in index]
+    k = max(2, min(cfg.folds, len(set(groups))))
+    inner = np.zeros(len(samples.samples), np.int64)
+    inner[index] = group_folds(groups, k, cfg.seed + 1)
+    best: tuple[float, Setting | None, np.ndarray | None] = (math.inf, None, None)
+    prior = cfg.use_prior if use_prior is None else use_prior
+    for setting in settings or candidate_settings(samples, cfg):
+        emb = embedded[setting.key]
+        logits = out_of_fold(emb, targets, index, inner, l2=setting.l2, use_prior=prior,
+                             multilabel=samples.multilabel)  # fmt: skip
+        loss = _log_loss(probs_of(logits, multilabel=samples.multilabel), targets[index], samples.multilabel)
+        log.debug("%s: cross-validated log loss %.4f", setting, loss)
+        if loss < best[0]:
+            best = (loss, setting, logits)
+    assert best[1] is not None and best[2] is not None
+    return best[1], best[2]
+
+
+def fit_setting(samples: SampleSet, index: np.ndarray, setting: Setting, emb: Embeddings, oof_logits: np.ndarray,
+                *, use_prior: bool, calibrate: bool = True) -> tuple[ProbeClassifier, ModelSpec, dict]:  # fmt: skip
+    """The model for ``setting`` fitted on samples ``index``, its spec (with the temperature fitted on the
+    out-of-fold logits) and calibration figures."""
+    targets = samples.targets()
+    fit = fit_head(emb, targets, index, l2=setting.l2, use_prior=use_prior, multilabel=samples.multilabel)
+    temperature = fit_temperature(oof_logits, targets[index], samples.multilabel) if calibrate else 1.0
+    before = probs_of(oof_logits, multilabel=samples.multilabel)
+    after = probs_of(oof_logits, multilabel=samples.multilabel, temperature=temperature)
+    report = {"oof_log_loss": _log_loss(before, targets[index], samples.multilabel),
+              "oof_log_loss_calibrated": _log_loss(after, targets[index], samples.multilabel)}  # fmt: skip
+    if not samples.multilabel:
+        report.update(ece=calibration_error(before, targets[index]),
+                      ece_calibrated=calibration_error(after, targets[index]))  # fmt: skip
+    model = fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
+                                          multilabel=samples.multilabel, pretrained=True))  # fmt: skip
+    spec = _spec(samples, setting.backbones, setting.resize, setting.input_size)
+    spec = dataclasses.replace(spec, temperature=temperature)
+    return model, spec, report
