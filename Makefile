@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench clean browser
+MEGADETECTOR := .megadetector
+MEGADETECTOR_VERSION := 10.0.28
+
+.PHONY: demo test test-fast lint bench clean browser
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +18,22 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hakuna demo --out $(DEMO_OUT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser $(MEGADETECTOR)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# Everyday checks: no model training, a few minutes.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not slow"
+
+# The official megadetector package for the conformance tests.  It cannot be installed beside Hakuna (its
+# ultralytics-yolov5 dependency builds from a source archive that downloads at build time), so its pure-Python
+# code and the few libraries its validator and writer import go into a folder of their own.
+$(MEGADETECTOR): $(STAMP)
+	$(BIN)/pip install -q --no-deps --target $(MEGADETECTOR) megadetector==$(MEGADETECTOR_VERSION) jsonpickle \
+	  humanfriendly send2trash clipboard dill fastquadtree || { rm -rf $(MEGADETECTOR); \
+	  echo "could not install megadetector: its conformance tests will be skipped"; }
 
 # The review page's test drives Debian's chromium with Playwright; install it where we can (root + apt).
 browser:
@@ -34,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dataset_reader.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) $(MEGADETECTOR) .pytest_cache .ruff_cache

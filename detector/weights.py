@@ -7,22 +7,19 @@ is checked against the expected size and sha256 before it is moved into place.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from camtrap.download import DownloadError, download, sha256_of
 from detector.model import DetectorSpec
 
-__all__ = ["Release", "REGISTRY", "DownloadError", "cache_dir", "fetch", "download"]
+__all__ = ["Release", "REGISTRY", "DownloadError", "cache_dir", "fetch", "download"]  # download: camtrap.download
 
 log = logging.getLogger(__name__)
 _MD = "https://github.com/agentmorris/MegaDetector/releases/download"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,60 +60,9 @@ REGISTRY: dict[str, Release] = {
 REGISTRY.update({r.filename.rsplit(".", 1)[0].lower(): r for r in list(REGISTRY.values())})
 
 
-class DownloadError(RuntimeError):
-    """A download that failed or did not verify; the message says which and what to do."""
-
-
 def cache_dir() -> Path:
     """Where fetched weights live: ``$HAKUNA_CACHE`` or ``~/.cache/hakuna/weights``."""
     return Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "weights"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None, timeout: float = 60,
-             progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """Download ``url`` to ``dest``, resuming ``dest.part`` if present; verify size and sha256.
-
-    ``progress(bytes_done, total_or_None)`` is called as data arrives.  Raises :class:`DownloadError`.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            resumed = have and resp.status == 206
-            if not resumed:
-                have = 0
-            length = resp.headers.get("Content-Length")
-            total = have + int(length) if length is not None else size
-            with open(part, "ab" if resumed else "wb") as f:
-                while block := resp.read(_CHUNK):
-                    f.write(block)
-                    have += len(block)
-                    if progress:
-                        progress(have, total)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DownloadError(f"download of {url} stopped after {have} bytes ({exc}); run the same command again to "
-                            f"resume from {part}") from exc  # fmt: skip
-    got = part.stat().st_size
-    if (size is not None and got != size) or (total is not None and got < total):
-        raise DownloadError(f"{url}: got {got} bytes, expected {size or total}; run again to resume")
-    digest = _sha256(part)
-    if sha256 is not None and digest != sha256.lower():
-        part.unlink()
-        raise DownloadError(f"{url}: sha256 mismatch (got {digest}, expected {sha256}); the corrupt file was removed")
-    os.replace(part, dest)
-    if sha256 is None:
-        log.warning("%s has no recorded sha256; downloaded file's sha256 is %s", url, digest)
-    return dest
 
 
 def fetch(name: str, *, cache: Path | None = None, url: str | None = None,
@@ -130,6 +76,9 @@ def fetch(name: str, *, cache: Path | None = None, url: str | None = None,
         known = sorted({r.name for r in REGISTRY.values()})
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(known)}")
     dest = (cache or cache_dir()) / release.filename
-    if dest.exists() and (release.sha256 is None or _sha256(dest) == release.sha256):
+    if dest.exists() and (release.sha256 is None or sha256_of(dest) == release.sha256):
         return dest
-    return download(url or release.url, dest, sha256=release.sha256, size=release.size, progress=progress)
+    path = download(url or release.url, dest, sha256=release.sha256, size=release.size, progress=progress, retries=2)
+    if release.sha256 is None:
+        log.warning("%s has no recorded sha256; the downloaded file's sha256 is %s", release.name, sha256_of(path))
+    return path

@@ -182,7 +182,7 @@ def generate(cfg: SynthConfig, out: str | os.PathLike[str], *, workers: int = 1,
                       out / "test" / "data", out / "test" / "test_labels.csv",
                       out / "lila" / "SnapshotSerengeti_synth_v2_1.json",
                       out / "lila" / "SnapshotSerengetiBboxes_synth.json")  # fmt: skip
-    atomic_write_csv(res.train_metadata, meta[~is_test], index=False)
+    atomic_write_csv(res.train_metadata, meta.loc[~is_test, ["file_name", "seq_id", "datetime"]], index=False)
     atomic_write_csv(res.train_labels, labels[~labels.index.isin(test_ids)])
     atomic_write_csv(res.test_data / "test_metadata.csv", meta[is_test], index=False)
     test_labels = labels[labels.index.isin(test_ids)]

@@ -39,6 +39,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where training images are under train/")
     p.set_defaults(handler=_summary)
 
+    data = sub.add_parser("data", help="get real data and other tools' outputs").add_subparsers(dest="action",
+                                                                                                 required=True)
+    p = data.add_parser("lila", help="build the competition's training layout from LILA's Snapshot Serengeti release")
+    p.add_argument("--out", required=True, type=Path, help="dataset folder to write (train/ and lila/ inside)")
+    p.add_argument("--seasons", required=True, type=int, nargs="+", choices=range(1, 12), metavar="N",
+                   help="seasons 1..11 to take")
+    p.add_argument("--species", nargs="+", metavar="COLUMN", help="species columns to keep (default: all)")
+    p.add_argument("--per-class", type=int, help="at most this many sequences per species (seeded sample)")
+    p.add_argument("--empty", type=float, default=0.1,
+                   help="empty sequences to keep: a fraction (<= 1) or a number (> 1); default 0.1")
+    p.add_argument("--boxes", action="store_true", help="also write LILA's boxes of the chosen images")
+    p.add_argument("--base-url", default=None, help="LILA mirror to read from (default: LILA's Azure copy)")
+    p.add_argument("--workers", type=int, default=8, help="concurrent downloads")
+    p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_lila)
+
+    p = data.add_parser("speciesnet", help="turn SpeciesNet's predictions.json into a MegaDetector results file")
+    p.add_argument("--predictions", required=True, type=Path, help="SpeciesNet's predictions.json")
+    p.add_argument("--out", required=True, type=Path, help="results JSON to write")
+    p.add_argument("--base-folder", help="leading folder to cut from SpeciesNet's file paths (makes them relative)")
+    p.set_defaults(handler=_speciesnet)
+
     p = sub.add_parser("score", help="score a submission against labels (mean binary log loss over 54 columns)")
     p.add_argument("submission", type=Path)
     p.add_argument("labels", type=Path)
@@ -109,4 +133,43 @@ def _score(args: argparse.Namespace) -> int:
         for name, value in losses.items():
             print(f"{name:16s} {value:.6f}")
     print(f"{losses.mean():.10f}")
+    return 0
+
+
+def _lila(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from camtrap.labels import SPECIES
+    from camtrap.lila_fetch import LILA_BASE_URL, LilaRequest, build_lila_layout
+
+    unknown = [s for s in args.species or () if s not in SPECIES]
+    if unknown:
+        raise UsageError(f"--species {unknown} are not species columns")
+    base = args.base_url or LILA_BASE_URL
+    req = LilaRequest(tuple(args.seasons), tuple(args.species or ()), args.per_class, args.empty, args.boxes,
+                      base if base.endswith("/") else base + "/", args.workers, args.retries, seed=args.seed)
+    with tqdm(desc="images", unit="img", disable=args.no_progress) as bar:
+        def progress(p) -> None:
+            bar.total = p.images
+            bar.n = p.done
+            bar.set_postfix_str(f"{p.mb_per_s:.1f} MB/s, about {p.estimated_total_gb:.2f} GB in all, {p.failed} failed",
+                                refresh=False)  # fmt: skip
+            bar.refresh()
+
+        build = build_lila_layout(req, args.out, on_progress=progress)
+    print(f"{build.sequences} sequences, {build.images} images ({build.failed_images} could not be fetched: "
+          f"{args.out / 'train' / 'download_failures.csv'}) -> {args.out}")
+    print_summary(read_synth_dataset(args.out))
+    return 0
+
+
+def _speciesnet(args: argparse.Namespace) -> int:
+    from camtrap.mdjson import write_results
+    from camtrap.speciesnet import read_speciesnet
+    from submission.commands.common import out_path
+
+    out_path(args.out, "results file")
+    results = read_speciesnet(args.predictions, base_folder=args.base_folder)
+    write_results(args.out, results)
+    print(f"{len(results.frames)} images ({sum(not f.ok for f in results.frames)} failed) -> {args.out}")
     return 0

@@ -6,8 +6,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from camtrap.download import DownloadError, download
 from detector import weights
-from detector.weights import DownloadError, Release, download, fetch
+from detector.weights import Release, fetch
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
