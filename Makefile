@@ -7,6 +7,7 @@ DEMO_OUT ?= demo-out
 
 MEGADETECTOR := .megadetector
 MEGADETECTOR_VERSION := 10.0.28
+YOLOV5 := .yolov5
 
 .PHONY: demo test test-fast lint bench clean browser
 
@@ -18,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hakuna demo --out $(DEMO_OUT)
 
-test: $(STAMP) browser $(MEGADETECTOR)
+test: $(STAMP) browser $(MEGADETECTOR) $(YOLOV5)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -35,6 +36,11 @@ $(MEGADETECTOR): $(STAMP)
 	  humanfriendly send2trash clipboard dill fastquadtree || { rm -rf $(MEGADETECTOR); \
 	  echo "could not install megadetector: its conformance tests will be skipped"; }
 
+# YOLOv5's model code (what `hakuna[mdv5]` installs) for the MDv5 tests, without its training dependencies.
+$(YOLOV5): $(STAMP)
+	$(BIN)/pip install -q --no-deps --target $(YOLOV5) yolov5==7.0.14 "setuptools<81" seaborn \
+	  || { rm -rf $(YOLOV5); echo "could not install yolov5: the MDv5 tests will be skipped"; }
+
 # The review page's test drives Debian's chromium with Playwright; install it where we can (root + apt).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -50,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dataset_reader.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) $(MEGADETECTOR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) $(MEGADETECTOR) $(YOLOV5) .pytest_cache .ruff_cache

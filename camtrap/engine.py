@@ -32,7 +32,7 @@ import numpy as np
 from camtrap.batching import batched
 from camtrap.devices import DECODERS
 from camtrap.frames import FrameRef
-from camtrap.geometry import PAD_VALUE, cut_crop, letterbox
+from camtrap.geometry import PAD_VALUE, Letterbox, cut_crop, letterbox
 from camtrap.images import DEFAULT_MAX_PIXELS, load_frame
 from camtrap.results import CropPrediction, Detection, FrameDetections
 from camtrap.stream import ordered_map, staged
@@ -70,13 +70,12 @@ class DecodePlan:
     resolution they were trained at), whichever is larger.
     """
 
-    detector_size: int | None = None
-    stride: int = 32
+    letterbox: Letterbox | None = None
     crop_side: int | None = None
 
     @property
     def max_side(self) -> int | None:
-        sides = [s for s in (self.detector_size, self.crop_side) if s]
+        sides = [s for s in (self.letterbox.size if self.letterbox else None, self.crop_side) if s]
         return max(sides) if sides else None
 
     @property
@@ -98,6 +97,7 @@ class DecodedFrame:
     pixels: Any = None
     model_input: Any = None
     scale: float = 1.0
+    pad: tuple[int, int] = (0, 0)  # letterbox padding left and top, in model-input pixels
     decoded_wh: tuple[int, int] = (0, 0)
     width: int = 0
     height: int = 0
@@ -136,8 +136,7 @@ class EngineTimes:
 class DetectStage(Protocol):
     """A detector as the engine sees it: letterbox geometry, and boxes for a batch of letterboxed frames."""
 
-    input_size: int
-    stride: int
+    letterbox: Letterbox
     device: str
 
     def __call__(self, batch: Any, frames: list[DecodedFrame]) -> list[tuple[Detection, ...]]:
@@ -179,8 +178,8 @@ def _decode_pil(ref: FrameRef, plan: DecodePlan, cfg: EngineConfig) -> DecodedFr
     h, w = img.pixels.shape[:2]
     frame = DecodedFrame(ref, img.pixels if plan.keep_pixels else None, decoded_wh=(w, h), width=img.width,
                          height=img.height, datetime=img.datetime)  # fmt: skip
-    if plan.detector_size:
-        frame.model_input, frame.scale = letterbox(img.pixels, plan.detector_size, plan.stride)
+    if plan.letterbox:
+        frame.model_input, frame.scale, frame.pad = letterbox(img.pixels, plan.letterbox)
     frame.decode_s = time.perf_counter() - t0
     return frame
 
@@ -322,8 +321,7 @@ def run(frames: Iterable[FrameRef], *, detect: DetectStage | None = None, crop: 
     if detect is None and detections is None:
         raise ValueError("the engine needs a detector or known detections")
     times = times if times is not None else EngineTimes()
-    plan = DecodePlan(detect.input_size if detect else None, detect.stride if detect else 32,
-                      crop.source_max_side if crop else None)  # fmt: skip
+    plan = DecodePlan(detect.letterbox if detect else None, crop.source_max_side if crop else None)
     device = (detect or crop).device if (detect or crop) else "cpu"
     source = _decoded_batches(frames, plan, cfg, device)
     stages = [lambda b: _detect_batches(b, detect, detections, times), lambda b: _crop_batches(b, crop, cfg, times)]

@@ -1,8 +1,9 @@
 """Image geometry every stage agrees on: the detector's letterbox and the classifier's square crops.
 
-Letterbox: scale the upright image so its long side is the model's input size, pad right/bottom (grey 114)
-to a multiple of the stride.  Boxes are mapped back by the same scale, so they come out normalised to the
-upright image whatever size it was decoded at.
+Letterbox: scale the upright image so its long side is the model's input size, pad (grey 114) to a multiple of
+the stride: right/bottom (Hakuna's and ultralytics' batch style) or evenly on both sides (YOLOv5 and MegaDetector
+v5).  Boxes are mapped back by the same offset and scale, so they come out normalised to the upright image
+whatever size it was decoded at.
 
 Crop: the detection box grown by a margin (a fraction of its longer side on every side), made square by
 growing the short side (never stretching), clipped to the image and padded (grey) back to a square where
@@ -12,16 +13,29 @@ inference cut crops with these functions only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-__all__ = ["PAD_VALUE", "DEFAULT_CROP_MARGIN", "letterbox_size", "letterbox", "crop_box", "cut_crop"]
+__all__ = ["PAD_VALUE", "DEFAULT_CROP_MARGIN", "Letterbox", "letterbox_size", "letterbox", "crop_box", "cut_crop"]
 
 PAD_VALUE = 114
 """Grey used for letterbox and crop padding (ultralytics' choice, kept for both stages)."""
 
 DEFAULT_CROP_MARGIN = 0.1
 """Margin new classifiers are trained with (recorded in each classifier's spec; inference reads the spec)."""
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a detector wants its input: long side ``size``, padded to a multiple of ``stride``, the padding on the
+    right/bottom or centred, the resize area-averaged (sharper when shrinking) or bilinear (YOLOv5's)."""
+
+    size: int
+    stride: int = 32
+    centred: bool = False
+    bilinear: bool = False
 
 
 def letterbox_size(width: int, height: int, size: int, stride: int) -> tuple[int, int, int, int, float]:
@@ -31,14 +45,23 @@ def letterbox_size(width: int, height: int, size: int, stride: int) -> tuple[int
     return nw, nh, -(-nw // stride) * stride, -(-nh // stride) * stride, r
 
 
-def letterbox(rgb: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, float]:
-    """Scale ``rgb`` (H x W x 3 uint8) so its long side is ``size``; pad right/bottom to a multiple of ``stride``."""
+def letterbox_offsets(nw: int, nh: int, pw: int, ph: int, centred: bool) -> tuple[int, int]:
+    """Left and top padding (YOLOv5's rounding when centred)."""
+    if not centred:
+        return 0, 0
+    return round((pw - nw) / 2 - 0.1), round((ph - nh) / 2 - 0.1)
+
+
+def letterbox(rgb: np.ndarray, box: Letterbox) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """``rgb`` (H x W x 3 uint8) letterboxed: (image, scale, (left, top) padding)."""
     h, w = rgb.shape[:2]
-    nw, nh, pw, ph, r = letterbox_size(w, h, size, stride)
-    resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
+    nw, nh, pw, ph, r = letterbox_size(w, h, box.size, box.stride)
+    interp = cv2.INTER_LINEAR if box.bilinear or r >= 1 else cv2.INTER_AREA
+    resized = rgb if (nw, nh) == (w, h) else cv2.resize(rgb, (nw, nh), interpolation=interp)
+    left, top = letterbox_offsets(nw, nh, pw, ph, box.centred)
     out = np.full((ph, pw, 3), PAD_VALUE, np.uint8)
-    out[:nh, :nw] = resized
-    return out, r
+    out[top : top + nh, left : left + nw] = resized
+    return out, r, (left, top)
 
 
 def crop_box(bbox_xywh_norm: tuple[float, float, float, float], width: int, height: int,

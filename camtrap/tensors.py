@@ -28,7 +28,7 @@ from torchvision.io import ImageReadMode
 from camtrap.batching import batched
 from camtrap.engine import DecodedFrame, DecodePlan, EngineConfig
 from camtrap.frames import FrameRef, checked_path
-from camtrap.geometry import PAD_VALUE, crop_box, letterbox_size
+from camtrap.geometry import PAD_VALUE, Letterbox, crop_box, letterbox_offsets, letterbox_size
 from camtrap.images import Failure, exif_datetime, load_image
 from camtrap.stream import ordered_map
 
@@ -127,8 +127,8 @@ def _decode_chunk(reads: list[_Read], plan: DecodePlan, cfg: EngineConfig, devic
     for f in frames:
         if f is not None and f.ok:
             f.decoded_wh = (int(f.pixels.shape[2]), int(f.pixels.shape[1]))
-            if plan.detector_size:
-                f.model_input, f.scale = letterbox_tensor(f.pixels, plan.detector_size, plan.stride)
+            if plan.letterbox:
+                f.model_input, f.scale, f.pad = letterbox_tensor(f.pixels, plan.letterbox)
             if not plan.keep_pixels:
                 f.pixels = None
     return frames  # type: ignore[return-value]
@@ -154,14 +154,17 @@ def decoded_batches(frames: Iterable[FrameRef], plan: DecodePlan, cfg: EngineCon
         yield out
 
 
-def letterbox_tensor(img: torch.Tensor, size: int, stride: int) -> tuple[torch.Tensor, float]:
-    """:func:`camtrap.geometry.letterbox` for a 3 x H x W uint8 tensor (antialiased bilinear resize)."""
+def letterbox_tensor(img: torch.Tensor, box: Letterbox) -> tuple[torch.Tensor, float, tuple[int, int]]:
+    """:func:`camtrap.geometry.letterbox` for a 3 x H x W uint8 tensor (bilinear resize, antialiased when
+    shrinking unless the detector wants plain bilinear)."""
     _, h, w = img.shape
-    nw, nh, pw, ph, r = letterbox_size(w, h, size, stride)
-    resized = F.interpolate(img[None].float(), size=(nh, nw), mode="bilinear", antialias=r < 1, align_corners=False)
+    nw, nh, pw, ph, r = letterbox_size(w, h, box.size, box.stride)
+    resized = F.interpolate(img[None].float(), size=(nh, nw), mode="bilinear", antialias=r < 1 and not box.bilinear,
+                            align_corners=False)[0]  # fmt: skip
+    left, top = letterbox_offsets(nw, nh, pw, ph, box.centred)
     out = torch.full((3, ph, pw), PAD_VALUE, dtype=torch.uint8, device=img.device)
-    out[:, :nh, :nw] = resized[0].round_().clamp_(0, 255).to(torch.uint8)
-    return out, r
+    out[:, top : top + nh, left : left + nw] = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return out, r, (left, top)
 
 
 def stack_letterboxed(images: list[torch.Tensor]) -> torch.Tensor:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from camtrap.devices import onnx_metadata, onnx_session, resolve_device
+from camtrap.geometry import Letterbox
 from camtrap.safeload import ModelFileError, UntrustedFileError, load_torch_file, resolve_global
 
 __all__ = ["DetectorSpec", "DetectorFormatError", "UntrustedFileError", "Detector", "load", "offline_ultralytics",
@@ -51,6 +52,14 @@ class DetectorSpec:
     nms_iou: float = 0.45
     max_detections: int = 100
     stride: int = 32
+    head: str = "ultralytics"  # "yolov5": rows of (box, objectness, class probabilities), converted on the way out
+    centred: bool = False  # letterbox padding on both sides (YOLOv5 / MegaDetector v5) rather than right/bottom
+    bilinear: bool = False  # bilinear resize (YOLOv5's) rather than area averaging
+
+    @property
+    def letterbox(self) -> Letterbox:
+        """The preprocessing this detector was trained with."""
+        return Letterbox(self.input_size, self.stride, self.centred, self.bilinear)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -121,25 +130,30 @@ def is_model_class(name: str) -> bool:
     return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _registry_trusts(path: Path) -> bool:
+    """Whether the file is a registry release, by its published digest (looked up by its file name)."""
     from detector.weights import REGISTRY
 
-    known = {r.sha256 for r in REGISTRY.values() if r.sha256}
-    return bool(known) and _sha256(path) in known
+    release = REGISTRY.get(path.stem.lower())
+    if release is None or not (release.sha256 or release.md5):
+        return False
+    sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 - MegaDetector publishes md5s; a second preimage is out of reach
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest() == release.sha256 or md5.hexdigest() == release.md5
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict:
-    """An ultralytics checkpoint's contents, loaded without running code from it (see the module docstring)."""
+    """An ultralytics or YOLOv5 checkpoint's contents, loaded without running code from it (module docstring)."""
     path = Path(path)
-    ckpt = load_torch_file(path, allow=is_model_class, trust=trust or _registry_trusts(path), advice=TRUST_ADVICE)
+    trust = trust or _registry_trusts(path)
+    if checkpoint_format(path) == "yolov5":
+        from detector import yolov5
+
+        return yolov5.load_checkpoint(path, trust=trust, advice=TRUST_ADVICE)
+    ckpt = load_torch_file(path, allow=is_model_class, trust=trust, advice=TRUST_ADVICE)
     if not isinstance(ckpt, dict) or not any(k in ckpt for k in ("model", "ema")):
         raise DetectorFormatError(f"{path} is not an ultralytics YOLO checkpoint (no model inside)")
     return ckpt
@@ -191,6 +205,11 @@ def _module_from_checkpoint(ckpt: dict):
     return module.eval()
 
 
+def _first(out: Any) -> Any:
+    """ultralytics models return (predictions, feature maps) in eval mode."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
 class TorchDetector:
     """An ultralytics checkpoint run as a plain PyTorch module (channels_last everywhere: 1.3x on a CPU too;
     FP16 on CUDA).
@@ -203,6 +222,9 @@ class TorchDetector:
     def __init__(self, module, spec: DetectorSpec, device: str) -> None:
         import torch
 
+        from detector.yolov5 import to_common_layout
+
+        self._convert = to_common_layout if spec.head == "yolov5" else _first
         self.spec = spec
         self.device = device
         self._device = torch.device(device)
@@ -226,8 +248,7 @@ class TorchDetector:
             else:
                 x = batch.to(self._device, non_blocking=True)
             x = (x.half() if self.half else x.float()).div_(255.0).contiguous(memory_format=torch.channels_last)
-            out = self.module(x)
-            out = (out[0] if isinstance(out, (tuple, list)) else out).float()
+            out = self._convert(self.module(x)).float()
             return out.cpu().numpy() if as_numpy else out
 
 
@@ -250,17 +271,20 @@ class OnnxDetector:
         return np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0], dtype=np.float32)
 
 
-def _refuse_other_formats(path: Path) -> None:
+def _check_format(path: Path) -> str:
     kind = checkpoint_format(path)
     if kind == "yolov5":
-        raise DetectorFormatError(
-            f"{path} is a YOLOv5-format checkpoint (like MDv5a/MDv5b, MDv1000-redwood, MDv1000-spruce), which "
-            "ultralytics cannot load. Use an ultralytics-format MegaDetector (MDv1000-larch or MDv1000-sorrel: "
-            "`hakuna weights fetch mdv1000-sorrel`), or run MegaDetector itself and pass its results JSON to "
-            "the next stage."
-        )
-    if kind != "ultralytics":
-        raise DetectorFormatError(f"{path} is not an ultralytics YOLO checkpoint")
+        from detector import yolov5
+
+        if not yolov5.available():
+            raise DetectorFormatError(
+                f"{path} is a YOLOv5-format checkpoint (like MDv5a/MDv5b, MDv1000-redwood, MDv1000-spruce). "
+                f"{yolov5.INSTALL_HINT}; or use an ultralytics-format MegaDetector (`hakuna weights fetch "
+                "mdv1000-sorrel`), or run MegaDetector itself and pass its results JSON to the next stage."
+            )
+    elif kind != "ultralytics":
+        raise DetectorFormatError(f"{path} is not an ultralytics or YOLOv5 checkpoint")
+    return kind
 
 
 def load(path: str | os.PathLike[str], *, device: str | None = None, spec: DetectorSpec | None = None,
@@ -278,9 +302,9 @@ def load(path: str | os.PathLike[str], *, device: str | None = None, spec: Detec
     device = resolve_device(device)
     if path.suffix not in (".pt", ".onnx"):
         raise DetectorFormatError(f"{path}: unsupported weights format {path.suffix!r} (use .pt or .onnx)")
-    ckpt = None
+    ckpt, kind = None, "onnx"
     if path.suffix == ".pt":
-        _refuse_other_formats(path)
+        kind = _check_format(path)
         ckpt = load_checkpoint(path, trust=trust_model)
         spec = spec or (DetectorSpec.from_json(ckpt[SPEC_KEY]) if SPEC_KEY in ckpt else _registry_spec(path))
     else:
@@ -292,6 +316,10 @@ def load(path: str | os.PathLike[str], *, device: str | None = None, spec: Detec
              path.name, spec.input_size, device)  # fmt: skip
     if ckpt is None:
         detector: Detector = OnnxDetector(path, spec, device)
+    elif kind == "yolov5":
+        from detector.yolov5 import module_of
+
+        detector = TorchDetector(module_of(ckpt), spec, device)
     else:
         offline_ultralytics()  # ultralytics settings before its modules run
         detector = TorchDetector(_module_from_checkpoint(ckpt), spec, device)
@@ -310,10 +338,14 @@ def export_onnx(pt_path: Path, out: Path, *, half: bool = False, trust_model: bo
     """Export an ultralytics checkpoint to ONNX (dynamic batch and size), with its spec in the metadata."""
     import onnx
 
-    load_checkpoint(pt_path, trust=trust_model)  # refuse untrusted files before ultralytics unpickles them
-    spec = read_spec(pt_path, trust=True)
+    ckpt = load_checkpoint(pt_path, trust=trust_model)  # refuse untrusted files before ultralytics unpickles them
+    spec = DetectorSpec.from_json(ckpt[SPEC_KEY]) if SPEC_KEY in ckpt else _registry_spec(Path(pt_path))
     if spec is None:
         raise DetectorFormatError(f"{pt_path} carries no detector spec")
+    if checkpoint_format(Path(pt_path)) == "yolov5":
+        from detector import yolov5
+
+        return yolov5.export_onnx(yolov5.module_of(ckpt), out, spec.input_size, {SPEC_KEY: spec.to_json()})
     YOLO = offline_ultralytics()
     exported = Path(YOLO(str(pt_path)).export(format="onnx", imgsz=spec.input_size, dynamic=True, simplify=False,
                                               half=half, device="cpu" if not half else 0, verbose=False))  # fmt: skip

@@ -77,21 +77,23 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float)
     return np.array(keep, np.int64)
 
 
-def postprocess(raw: Any, geometry: list[tuple[float, tuple[int, int]]], spec: DetectorSpec,
+def postprocess(raw: Any, geometry: list[tuple[float, tuple[int, int], tuple[int, int]]], spec: DetectorSpec,
                 threshold: float) -> list[tuple[Detection, ...]]:
     """Raw head output -> per-image detections normalised to the upright image.
 
-    ``geometry`` gives, per image, the letterbox scale and the (width, height) it was decoded at.
+    ``geometry`` gives, per image, the letterbox scale, its (left, top) padding and the (width, height) the image
+    was decoded at.
     """
     out = []
-    for (xyxy, scores, classes), (scale, (dw, dh)) in zip(_candidates(raw, threshold), geometry):
+    for (xyxy, scores, classes), (scale, (px, py), (dw, dh)) in zip(_candidates(raw, threshold), geometry):
         if not len(scores):
             out.append(())
             continue
         keep = _nms(xyxy, scores, classes, spec.nms_iou)[: spec.max_detections]
         dets = []
         for k in keep:
-            x0, y0, x1, y1 = np.clip(xyxy[k] / scale / np.array([dw, dh, dw, dh]), 0.0, 1.0)
+            shifted = xyxy[k] - np.array([px, py, px, py], np.float32)
+            x0, y0, x1, y1 = np.clip(shifted / scale / np.array([dw, dh, dw, dh]), 0.0, 1.0)
             box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
             dets.append(Detection(spec.classes[int(classes[k])], float(scores[k]), box))
         out.append(tuple(dets))
@@ -104,12 +106,12 @@ class FrameDetector:
     def __init__(self, detector: Detector, threshold: float | None = None) -> None:
         self.detector = detector
         self.spec = detector.spec
-        self.input_size, self.stride, self.device = detector.spec.input_size, detector.spec.stride, detector.device
+        self.letterbox, self.device = detector.spec.letterbox, detector.device
         self.threshold = detector.spec.output_threshold if threshold is None else threshold
 
     def __call__(self, batch: Any, frames: list[DecodedFrame]) -> list[tuple[Detection, ...]]:
         raw = self.detector.forward(batch)
-        return postprocess(raw, [(f.scale, f.decoded_wh) for f in frames], self.spec, self.threshold)
+        return postprocess(raw, [(f.scale, f.pad, f.decoded_wh) for f in frames], self.spec, self.threshold)
 
 
 def results_for(detector: Detector, frames: list[FrameDetections]) -> DetectionResults:

@@ -32,26 +32,34 @@ class Release:
     fmt: str  # "ultralytics" (runs here) or "yolov5" (listed so the loader can say what to use instead)
     sha256: str | None = None  # None: not recorded here; the first download's digest is printed and pinned
     size: int | None = None
+    md5: str | None = None  # MegaDetector's published digest (its known_models table)
 
     @property
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1]
 
 
-def _md(name: str, file: str, size: int, fmt: str, typical: float, conservative: float) -> Release:
-    spec = DetectorSpec(name=name, input_size=size, typical_threshold=typical, conservative_threshold=conservative)
-    return Release(name, f"{_MD}/{file}", spec, fmt)
+def _md(name: str, file: str, size: int, fmt: str, typical: float, conservative: float, md5: str,
+        stride: int = 32) -> Release:  # fmt: skip
+    yolov5 = fmt == "yolov5"  # MegaDetector's YOLOv5 preprocessing: centred padding, bilinear resize
+    spec = DetectorSpec(name=name, input_size=size, typical_threshold=typical, conservative_threshold=conservative,
+                        stride=stride, head="yolov5" if yolov5 else "ultralytics", centred=yolov5, bilinear=yolov5)
+    return Release(name, f"{_MD}/{file}", spec, fmt, md5=md5)
 
 
 REGISTRY: dict[str, Release] = {
     r.name: r
     for r in (
-        _md("mdv1000-larch", "v1000.0/md_v1000.0.0-larch.pt", 640, "ultralytics", 0.3, 0.1),
-        _md("mdv1000-sorrel", "v1000.0/md_v1000.0.0-sorrel.pt", 960, "ultralytics", 0.3, 0.1),
-        _md("mdv1000-redwood", "v1000.0/md_v1000.0.0-redwood.pt", 1280, "yolov5", 0.2, 0.05),
-        _md("mdv1000-spruce", "v1000.0/md_v1000.0.0-spruce.pt", 640, "yolov5", 0.2, 0.05),
-        _md("mdv5a", "v5.0/md_v5a.0.0.pt", 1280, "yolov5", 0.2, 0.05),
-        _md("mdv5b", "v5.0/md_v5b.0.0.pt", 1280, "yolov5", 0.2, 0.05),
+        _md("mdv1000-larch", "v1000.0/md_v1000.0.0-larch.pt", 640, "ultralytics", 0.3, 0.1,
+            "cab94ebd190c2278e12fb70ffd548b6d"),
+        _md("mdv1000-sorrel", "v1000.0/md_v1000.0.0-sorrel.pt", 960, "ultralytics", 0.3, 0.1,
+            "4339a2c8af7a381f18ded7ac2a4df03e"),
+        _md("mdv1000-redwood", "v1000.0/md_v1000.0.0-redwood.pt", 1280, "yolov5", 0.2, 0.05,
+            "74474b3aec9cf1a990da38b37ddf9197", stride=64),
+        _md("mdv1000-spruce", "v1000.0/md_v1000.0.0-spruce.pt", 640, "yolov5", 0.2, 0.05,
+            "1c9d1d2b3ba54931881471fdd508e6f2"),
+        _md("mdv5a", "v5.0/md_v5a.0.0.pt", 1280, "yolov5", 0.2, 0.05, "ec1d7603ec8cf642d6e0cd008ba2be8c", stride=64),
+        _md("mdv5b", "v5.0/md_v5b.0.0.pt", 1280, "yolov5", 0.2, 0.05, "bc235e73f53c5c95e66ea0d1b2cbf542", stride=64),
     )
 }
 """Known releases by short name.  Thresholds: MegaDetector's typical / conservative recommendations."""

@@ -13,6 +13,7 @@ from PIL import Image
 import camtrap.engine as engine
 from camtrap.engine import EngineConfig, run
 from camtrap.frames import OUTSIDE_ROOT, folder_frames, frame_ref
+from camtrap.geometry import Letterbox
 from camtrap.results import Detection
 
 W, H = 320, 240
@@ -21,7 +22,7 @@ W, H = 320, 240
 class BrightSquareDetector:
     """Finds the bright square in each letterboxed frame; the box is mapped back as a real detector's is."""
 
-    input_size, stride, device = 160, 32, "cpu"
+    letterbox, device = Letterbox(160, 32), "cpu"
 
     def __init__(self, fail_on_batch: int | None = None) -> None:
         self.batches, self.fail_on_batch = 0, fail_on_batch
@@ -38,8 +39,9 @@ class BrightSquareDetector:
                 out.append(())
                 continue
             dw, dh = f.decoded_wh
-            x0, y0 = xs.min() / f.scale / dw, ys.min() / f.scale / dh
-            x1, y1 = (xs.max() + 1) / f.scale / dw, (ys.max() + 1) / f.scale / dh
+            (px, py), s = f.pad, f.scale
+            x0, y0 = (xs.min() - px) / s / dw, (ys.min() - py) / s / dh
+            x1, y1 = (xs.max() + 1 - px) / s / dw, (ys.max() + 1 - py) / s / dh
             person = Detection("person", 0.99, (0, 0, 0.1, 0.1))
             out.append((Detection("animal", 0.9, (x0, y0, x1 - x0, y1 - y0)), person))
         return out

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from camtrap.geometry import crop_box, cut_crop, letterbox, letterbox_size
+from camtrap.geometry import Letterbox, crop_box, cut_crop, letterbox, letterbox_size
 
 
 def test_crop_is_square_with_margin_and_padding():
@@ -21,9 +21,15 @@ def test_crop_box_pixels():
 
 def test_letterbox_keeps_aspect_and_stride():
     img = np.zeros((1536, 2048, 3), np.uint8)
-    out, r = letterbox(img, 640, 32)
-    assert out.shape == (480, 640, 3) and r == pytest.approx(640 / 2048)
-    out, _ = letterbox(np.zeros((100, 150, 3), np.uint8), 256, 32)
-    assert out.shape == (192, 256, 3)  # 171 rows padded up to a multiple of 32
+    out, r, pad = letterbox(img, Letterbox(640, 32))
+    assert out.shape == (480, 640, 3) and r == pytest.approx(640 / 2048) and pad == (0, 0)
+    out, _, pad = letterbox(np.zeros((100, 150, 3), np.uint8), Letterbox(256, 32))
+    assert out.shape == (192, 256, 3) and pad == (0, 0)  # 171 rows padded up to a multiple of 32
     assert (out[171:] == 114).all()
     assert letterbox_size(150, 100, 256, 32) == (256, 171, 256, 192, 256 / 150)
+
+
+def test_centred_letterbox_as_yolov5():
+    out, r, (left, top) = letterbox(np.zeros((100, 150, 3), np.uint8), Letterbox(256, 64, centred=True, bilinear=True))
+    assert out.shape == (192, 256, 3) and (left, top) == (0, 10)  # 21 rows of padding: 10 above, 11 below
+    assert (out[:10] == 114).all() and (out[10:181] == 0).all() and (out[181:] == 114).all()

@@ -26,12 +26,12 @@ def test_postprocess_maps_boxes_back():
     raw[0, 4, 1] = 0.5
     raw[0, :4, 2] = [100, 100, 20, 20]
     raw[0, 5, 2] = 0.05  # person below threshold
-    (dets,) = postprocess(raw, [(640 / 1024, (1024, 768))], spec, 0.1)  # decoded at 1024x768
+    (dets,) = postprocess(raw, [(640 / 1024, (0, 0), (1024, 768))], spec, 0.1)  # decoded at 1024x768
     assert len(dets) == 1 and dets[0].category == "animal" and dets[0].conf == pytest.approx(0.9)
     assert dets[0].bbox_xywh_norm == pytest.approx((0.45, 0.45, 0.1, 0.1), abs=1e-6)
     import torch
 
-    (same,) = postprocess(torch.from_numpy(raw), [(640 / 1024, (1024, 768))], spec, 0.1)  # the device path
+    (same,) = postprocess(torch.from_numpy(raw), [(640 / 1024, (0, 0), (1024, 768))], spec, 0.1)  # device path
     assert same == dets
 
 
@@ -89,7 +89,7 @@ def test_yolov5_checkpoint_gets_clear_message(tmp_path):
         torch.save({"model": Model()}, tmp_path / "md_v5a.0.0.pt")
     finally:
         del sys.modules["models"], sys.modules["models.yolo"]
-    with pytest.raises(DetectorFormatError, match="YOLOv5-format checkpoint.*MDv1000-larch or MDv1000-sorrel"):
+    with pytest.raises(DetectorFormatError, match=r"YOLOv5-format checkpoint.*hakuna\[mdv5\].*mdv1000-sorrel"):
         load(tmp_path / "md_v5a.0.0.pt")
     with pytest.raises(FileNotFoundError, match="detector weights not found"):
         load(tmp_path / "nope.pt")
