@@ -38,7 +38,7 @@ from camtrap.results import CropPrediction, Detection, FrameDetections
 from camtrap.stream import ordered_map, staged
 
 __all__ = ["DECODERS", "EngineConfig", "DecodePlan", "DecodedFrame", "FrameOutcome", "EngineTimes", "DetectStage",
-           "CropStage", "run", "wanted_detections"]  # fmt: skip
+           "CropStage", "run", "wanted_detections", "decode_frame", "detect_frames", "classify_frames"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,8 @@ def wanted_detections(dets: Iterable[Detection] | None, threshold: float, limit:
     return sorted(chosen, key=lambda t: -t[1].conf)[:limit]
 
 
-def _decode_pil(ref: FrameRef, plan: DecodePlan, cfg: EngineConfig) -> DecodedFrame:
+def decode_frame(ref: FrameRef, plan: DecodePlan, cfg: EngineConfig) -> DecodedFrame:
+    """Decode one frame with PIL and letterbox it (the CPU decoder); never raises for a bad file."""
     t0 = time.perf_counter()
     if ref.failure:
         return DecodedFrame(ref, failure=ref.failure)
@@ -203,7 +204,7 @@ def _decoded_batches(frames: Iterable[FrameRef], plan: DecodePlan, cfg: EngineCo
 
         yield from decoded_batches(frames, plan, cfg, device)
         return
-    stream = ordered_map(lambda r: _decode_pil(r, plan, cfg), frames, workers=cfg.workers,
+    stream = ordered_map(lambda r: decode_frame(r, plan, cfg), frames, workers=cfg.workers,
                          lookahead=cfg.prefetch)  # fmt: skip
     yield from batched(stream, cfg.detector_batch)
 
@@ -212,21 +213,27 @@ def _use_torch(cfg: EngineConfig, device: str) -> bool:
     return cfg.decoder == "torch" or (cfg.decoder == "auto" and device.startswith("cuda"))
 
 
+def detect_frames(frames: list[DecodedFrame], detect: DetectStage) -> None:
+    """Run the detector on the readable frames of one batch; sets their ``detections``, drops their input."""
+    good = [f for f in frames if f.ok]
+    if not good:
+        return
+    stacked = _stack_letterboxed(good) if isinstance(good[0].model_input, np.ndarray) else _stack_tensors(good)
+    for f, dets in zip(good, detect(stacked, good)):
+        f.detections = dets
+        f.model_input = None
+
+
 def _detect_batches(batches: Iterator[list[DecodedFrame]], detect: DetectStage | None,
                     given: Mapping[str, FrameDetections] | None, times: EngineTimes) -> Iterator[list[DecodedFrame]]:
     for batch in batches:
         times.decode += sum(f.decode_s for f in batch)
-        good = [f for f in batch if f.ok]
-        if detect is not None and good:
+        if detect is not None:
             t0 = time.perf_counter()
-            model_in = good[0].model_input
-            stacked = _stack_letterboxed(good) if isinstance(model_in, np.ndarray) else _stack_tensors(good)
-            for f, dets in zip(good, detect(stacked, good)):
-                f.detections = dets
-                f.model_input = None
+            detect_frames(batch, detect)
             times.detect += time.perf_counter() - t0
         elif given is not None:
-            for f in good:
+            for f in (f for f in batch if f.ok):
                 known = given.get(f.ref.file)
                 f.detections = known.detections if known is not None else ()
         yield batch
@@ -266,43 +273,41 @@ def _classify(crop: CropStage, pieces: list, n: int, batch_size: int) -> np.ndar
     return np.concatenate([crop(stacked[k : k + batch_size]) for k in range(0, n, batch_size)])
 
 
+def classify_frames(frames: list[DecodedFrame], crop: CropStage | None, batch_size: int) -> list[FrameOutcome]:
+    """Cut each frame's wanted crops from its decoded pixels, classify them (batches pooled across the frames) and
+    return the frames' outcomes, in order; the pixels are dropped."""
+    wanted = [wanted_detections(f.detections, crop.threshold, crop.max_crops_per_frame) if crop is not None and f.ok
+              else [] for f in frames]  # fmt: skip
+    pieces = [piece for f, w in zip(frames, wanted) if w for piece in _cut(f, w, crop)]
+    n = sum(len(w) for w in wanted)
+    probs = _classify(crop, pieces, n, batch_size) if crop is not None else np.zeros((0, 0))
+    out, k = [], 0
+    for f, w in zip(frames, wanted):
+        out.append(_outcome(f, w, probs[k : k + len(w)]))
+        k += len(w)
+        f.pixels = None
+    return out
+
+
 def _crop_batches(batches: Iterator[list[DecodedFrame]], crop: CropStage | None, cfg: EngineConfig,
                   times: EngineTimes) -> Iterator[list[FrameOutcome]]:
-    """Cut every wanted crop from the decoded pixels, classify them in batches pooled across frames, and emit
-    each frame's outcome (in input order) once its crops are classified."""
-    pending: list[tuple[DecodedFrame, list[tuple[int, Detection]]]] = []
-    pieces: list = []
+    """Pool frames until their crops fill a classifier batch, then classify and emit their outcomes in order."""
+    pending: list[DecodedFrame] = []
     n_crops = 0
-
-    def flush() -> list[FrameOutcome]:
-        nonlocal pieces, n_crops
-        t0 = time.perf_counter()
-        probs = _classify(crop, pieces, n_crops, cfg.classifier_batch) if crop is not None else None
-        times.classify += time.perf_counter() - t0
-        out, k = [], 0
-        for f, wanted in pending:
-            out.append(_outcome(f, wanted, probs[k : k + len(wanted)] if probs is not None else ()))
-            k += len(wanted)
-        pending.clear()
-        pieces, n_crops = [], 0
-        return out
-
     for batch in batches:
-        for f in batch:
-            wanted = []
-            if crop is not None and f.ok:
-                wanted = wanted_detections(f.detections, crop.threshold, crop.max_crops_per_frame)
-                if wanted:
-                    t0 = time.perf_counter()
-                    pieces += _cut(f, wanted, crop)
-                    times.classify += time.perf_counter() - t0
-                    n_crops += len(wanted)
-            f.pixels = None
-            pending.append((f, wanted))
+        pending += batch
+        if crop is not None:
+            n_crops += sum(len(wanted_detections(f.detections, crop.threshold, crop.max_crops_per_frame))
+                           for f in batch if f.ok)  # fmt: skip
         if crop is None or n_crops >= cfg.classifier_batch:
-            yield flush()
+            t0 = time.perf_counter()
+            yield classify_frames(pending, crop, cfg.classifier_batch)
+            times.classify += time.perf_counter() - t0
+            pending, n_crops = [], 0
     if pending:
-        yield flush()
+        t0 = time.perf_counter()
+        yield classify_frames(pending, crop, cfg.classifier_batch)
+        times.classify += time.perf_counter() - t0
 
 
 def run(frames: Iterable[FrameRef], *, detect: DetectStage | None = None, crop: CropStage | None = None,

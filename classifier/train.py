@@ -33,6 +33,7 @@ from classifier.augment import CachedImages
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, create, head_parameters
 from classifier.config import ClassifierTrainConfig
 from classifier.data import SampleSet, decode_cached
+from classifier.distributed import BalancedDistributedSampler, Dist
 from classifier.spec import CHECKPOINT_FORMAT, ModelSpec, ResizePolicy
 
 __all__ = ["ClassifierTrainConfig", "TrainResult", "train", "split_groups", "class_metrics", "compare_initialisations"]
@@ -73,15 +74,14 @@ def _spec(samples: SampleSet, cfg: ClassifierTrainConfig) -> ModelSpec:
                      samples.classes, samples.multilabel, crop_margin=cfg.margin)  # fmt: skip
 
 
-def _sampler(targets: np.ndarray, balance: str, seed: int) -> torch.utils.data.Sampler | None:
-    if balance == "none":
-        return None
-    primary = targets.argmax(axis=1)
-    counts = np.bincount(primary, minlength=targets.shape[1]).astype(float)
-    power = 0.5 if balance == "sqrt" else 1.0
-    weights = counts[primary] ** -power
-    gen = torch.Generator().manual_seed(seed)
-    return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), len(weights), generator=gen)
+def _sampler(targets: np.ndarray, balance: str, seed: int, dist: Dist) -> BalancedDistributedSampler:
+    """Square-root (or full) inverse-frequency sampling, or a plain shuffle; this process's share of it."""
+    weights = None
+    if balance != "none":
+        primary = targets.argmax(axis=1)
+        counts = np.bincount(primary, minlength=targets.shape[1]).astype(float)
+        weights = counts[primary] ** -(0.5 if balance == "sqrt" else 1.0)
+    return BalancedDistributedSampler(weights, len(targets), dist, seed)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor, multilabel: bool, smoothing: float) -> torch.Tensor:
@@ -141,78 +141,123 @@ def _epoch(model, loader, opt, sched, device, spec: ModelSpec, cfg: ClassifierTr
     return total / max(n, 1)
 
 
-def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_dir: Path, resume: bool = False,
-          progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> TrainResult:
-    """Train on ``samples``; writes ``out`` (best validation epoch) and ``out.last.pt`` (every epoch, for resume).
+@dataclass
+class _Run:
+    """Everything one training run holds."""
 
-    ``progress(stage, epoch, total)`` returns a callback advanced by items done (for progress bars).  With
-    ``cfg.recipe`` "fewshot" (or "auto" on few samples per class) the few-shot recipe runs instead
-    (:mod:`classifier.recipes`).
-    """
-    from classifier.recipes import resolve_recipe, train_fewshot
+    spec: ModelSpec
+    model: torch.nn.Module
+    loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    opt: torch.optim.Optimizer
+    sched: object
+    device: torch.device
+    targets: np.ndarray
+    val_idx: np.ndarray
+    summary: dict
 
-    if resolve_recipe(samples, cfg) == "fewshot":
-        return train_fewshot(samples, out, cfg, cache_dir=cache_dir, progress=progress)
-    torch.manual_seed(cfg.seed)
+
+def _setup(samples: SampleSet, cfg: ClassifierTrainConfig, cache_dir: Path, dist: Dist, bar) -> _Run:
     spec = _spec(samples, cfg)
-    bar = progress or (lambda *_: None)
     pixels, ok = decode_cached(samples, spec, cache_dir, progress=bar("decode", 0, len(samples.samples)))
     targets = samples.targets()
     is_val = split_groups([s.group for s in samples.samples], cfg)
     train_idx, val_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)
     if not len(train_idx):
         raise ValueError("no readable training samples")
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{dist.rank}" if name == "cuda" and dist.world > 1 else name)
     model = create(cfg.backbone, len(spec.classes), cfg.pretrained).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    train_ds = CachedImages(pixels, train_idx, targets, spec, cfg.augment)
-    loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=False,
-                                         sampler=_sampler(targets[train_idx], cfg.balance, cfg.seed),
-                                         shuffle=cfg.balance == "none", pin_memory=device.type == "cuda")  # fmt: skip
+    sampler = _sampler(targets[train_idx], cfg.balance, cfg.seed, dist)
+    batch = max(1, cfg.batch_size // dist.world)  # the batch size is global: each process takes its share
+    loader = torch.utils.data.DataLoader(CachedImages(pixels, train_idx, targets, spec, cfg.augment),
+                                         batch_size=batch, num_workers=cfg.workers, sampler=sampler,
+                                         pin_memory=device.type == "cuda")  # fmt: skip
     val_loader = torch.utils.data.DataLoader(CachedImages(pixels, val_idx, targets, spec, None),
                                              batch_size=cfg.batch_size * 2, num_workers=cfg.workers)  # fmt: skip
     head = {id(p) for p in head_parameters(model, cfg.backbone)}
     groups = [{"params": [p for p in model.parameters() if id(p) not in head], "lr": cfg.lr},
               {"params": [p for p in model.parameters() if id(p) in head], "lr": cfg.lr * cfg.head_lr_mult}]
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size)
+    steps = cfg.epochs * math.ceil(len(sampler) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1),
                                                 pct_start=0.15)  # fmt: skip
-    last_path = out.with_name(out.stem + ".last.pt")
-    start, history, best = 0, [], -1.0
-    if resume and last_path.exists():
-        state = load_torch_file(last_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, history, best = state["epoch"] + 1, list(state["history"]), state["best"]
-        torch.set_rng_state(state["rng"])
-        log.info("resuming from epoch %d of %d (%s)", start + 1, cfg.epochs, last_path)
     summary = {"recipe": "full", "source": samples.source, "train_samples": int(len(train_idx)),
                "val_samples": int(len(val_idx)), "val_groups": sorted({samples.samples[i].group for i in val_idx}),
-               "epochs": cfg.epochs,
+               "epochs": cfg.epochs, "processes": dist.world,
                "pretrained": cfg.pretrained if isinstance(cfg.pretrained, bool) else str(cfg.pretrained),
                "balance": cfg.balance, "unreadable": int((~ok).sum())}  # fmt: skip
+    return _Run(spec, model, loader, val_loader, opt, sched, device, targets, val_idx, summary)
+
+
+def _resume(run: _Run, last_path: Path, cfg: ClassifierTrainConfig) -> tuple[int, list, float]:
+    state = load_torch_file(last_path)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    log.info("resuming from epoch %d of %d (%s)", state["epoch"] + 2, cfg.epochs, last_path)
+    return state["epoch"] + 1, list(state["history"]), state["best"]
+
+
+def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_dir: Path, resume: bool = False,
+          progress: Callable[[str, int, int], Callable[[int], None]] | None = None,
+          dist: Dist = Dist()) -> TrainResult | None:  # noqa: B008
+    """Train on ``samples``; writes ``out`` (best validation epoch) and ``out.last.pt`` (every epoch, for resume).
+
+    ``progress(stage, epoch, total)`` returns a callback advanced by items done (for progress bars).  With
+    ``cfg.recipe`` "fewshot" (or "auto" on few samples per class) the few-shot recipe runs instead
+    (:mod:`classifier.recipes`).  In a process group (``dist``, see :mod:`classifier.distributed`) only process 0
+    evaluates, writes and returns the result; the others return None.
+    """
+    from classifier.recipes import resolve_recipe, train_fewshot
+
+    if resolve_recipe(samples, cfg) == "fewshot":
+        return train_fewshot(samples, out, cfg, cache_dir=cache_dir, progress=progress)
+    torch.manual_seed(cfg.seed)
+    bar = (progress if dist.main else None) or (lambda *_: None)
+    run = _setup(samples, cfg, cache_dir, dist, bar)
+    last_path = out.with_name(out.stem + ".last.pt")
+    start, history, best = _resume(run, last_path, cfg) if resume and last_path.exists() else (0, [], -1.0)
+    model = run.model
+    if dist.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[run.device] if run.device.type == "cuda"
+                                                          else None)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     for epoch in range(start, cfg.epochs):
-        loss = _epoch(model, loader, opt, sched, device, spec, cfg, bar("train", epoch + 1, len(train_idx)))
-        probs = _evaluate(model, val_loader, device, spec.multilabel)
-        metrics = class_metrics(probs, targets[val_idx], spec.classes) if len(val_idx) else {"top1": float("nan")}
-        history.append({"epoch": epoch + 1, "train_loss": loss, "val_top1": metrics["top1"],
-                        "per_class": metrics.get("per_class", {})})  # fmt: skip
-        log.info("epoch %d/%d: loss %.4f, val top-1 %.3f", epoch + 1, cfg.epochs, loss, metrics["top1"])
-        score = metrics["top1"] if not math.isnan(metrics["top1"]) else epoch
-        final_spec = dataclasses.replace(spec, training={**summary, "val_top1": metrics["top1"], "epoch": epoch + 1})
-        if score >= best:
-            best = score
-            _save(out, {"format": CHECKPOINT_FORMAT, "spec": final_spec.to_json(), "model": model.state_dict(),
-                        "history": history})
-        _save(last_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "epoch": epoch, "history": history, "best": best, "rng": torch.get_rng_state(),
-                          "config": dataclasses.asdict(cfg)})  # fmt: skip
+        run.loader.sampler.set_epoch(epoch)
+        loss = _epoch(model, run.loader, run.opt, run.sched, run.device, run.spec, cfg,
+                      bar("train", epoch + 1, len(run.loader.sampler)))  # fmt: skip
+        if dist.main:
+            best = _end_epoch(run, cfg, out, last_path, epoch, loss, history, best)
+        dist.barrier()
+    if not dist.main:
+        return None
     saved = load_torch_file(out)
     return TrainResult(out, ModelSpec.from_json(saved["spec"]), tuple(history))
+
+
+def _end_epoch(run: _Run, cfg: ClassifierTrainConfig, out: Path, last_path: Path, epoch: int, loss: float,
+               history: list, best: float) -> float:  # fmt: skip
+    """Evaluate, log, and write the checkpoints of one epoch (process 0); returns the best score so far."""
+    probs = _evaluate(run.model, run.val_loader, run.device, run.spec.multilabel)
+    val_targets = run.targets[run.val_idx]
+    metrics = class_metrics(probs, val_targets, run.spec.classes) if len(run.val_idx) else {"top1": float("nan")}
+    history.append({"epoch": epoch + 1, "train_loss": loss, "val_top1": metrics["top1"],
+                    "per_class": metrics.get("per_class", {})})  # fmt: skip
+    log.info("epoch %d/%d: loss %.4f, val top-1 %.3f", epoch + 1, cfg.epochs, loss, metrics["top1"])
+    score = metrics["top1"] if not math.isnan(metrics["top1"]) else epoch
+    spec = dataclasses.replace(run.spec, training={**run.summary, "val_top1": metrics["top1"], "epoch": epoch + 1})
+    state = run.model.state_dict()
+    if score >= best:
+        best = score
+        _save(out, {"format": CHECKPOINT_FORMAT, "spec": spec.to_json(), "model": state, "history": history})
+    _save(last_path, {"model": state, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+                      "epoch": epoch, "history": history, "best": best, "rng": torch.get_rng_state(),
+                      "config": dataclasses.asdict(cfg)})  # fmt: skip
+    return best
 
 
 def compare_initialisations(samples: SampleSet, val_groups: tuple[str, ...], work: Path, *, epochs: int, size: int,

@@ -32,8 +32,8 @@ from detector.model import Detector
 from detector.predict import FrameDetector, results_for
 from fusion import FusionModel, SequenceEvidence, fuse_all
 
-__all__ = ["PipelineConfig", "StageTimes", "species_matrix", "evidence_of", "stream_evidence", "collect_evidence",
-           "predict_sequences", "predict_submission"]  # fmt: skip
+__all__ = ["PipelineConfig", "StageTimes", "OutcomeSource", "species_matrix", "evidence_of", "stream_evidence",
+           "collect_evidence", "predict_sequences", "predict_submission"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,21 @@ def _grouped(outcomes: Iterable[FrameOutcome]) -> Iterator[tuple[str, list[Frame
         yield group[0].seq_id, group
 
 
+OutcomeSource = Callable[[list[FrameRef]], Iterable[FrameOutcome]]
+"""Computes frames' outcomes elsewhere (a Ray cluster: :mod:`submission.ray_runner`), in input order."""
+
+
 def stream_evidence(part: SequenceSet, detector: Detector, classifier: Classifier, cfg: PipelineConfig,
-                    times: StageTimes, *, keep_outcomes: bool = False) -> Iterator[SequenceEvidence]:
-    """Evidence for each sequence of ``part`` as soon as its frames are through the engine."""
+                    times: StageTimes, *, keep_outcomes: bool = False,
+                    source: OutcomeSource | None = None) -> Iterator[SequenceEvidence]:  # fmt: skip
+    """Evidence for each sequence of ``part`` as soon as its frames are through the engine (or ``source``)."""
     start = time.perf_counter()
     crop = CropClassifier(classifier, detector.spec.conservative_threshold, tta=cfg.tta)
-    frames = _within_budget(part.frame_refs(), cfg.time_budget_s, start)
-    outcomes = run(frames, detect=FrameDetector(detector), crop=crop, cfg=cfg.engine, times=times)
+    if source is not None:
+        outcomes = source(part.frame_refs())
+    else:
+        frames = _within_budget(part.frame_refs(), cfg.time_budget_s, start)
+        outcomes = run(frames, detect=FrameDetector(detector), crop=crop, cfg=cfg.engine, times=times)
     for seq_id, group in _grouped(outcomes):
         if keep_outcomes:
             times.results += group
@@ -125,23 +133,24 @@ def _results(times: StageTimes, detector: Detector, classifier: Classifier) -> D
 
 
 def collect_evidence(part: SequenceSet, detector: Detector, classifier: Classifier, cfg: PipelineConfig,
-                     times: StageTimes | None = None) -> tuple[list[SequenceEvidence], DetectionResults]:
+                     times: StageTimes | None = None, *,
+                     source: OutcomeSource | None = None) -> tuple[list[SequenceEvidence], DetectionResults]:
     """Evidence for every sequence of ``part`` (e.g. a validation season, to fit fusion on) and all detections."""
     times = times if times is not None else StageTimes()
-    evidence = list(stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=True))
+    evidence = list(stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=True, source=source))
     return evidence, _results(times, detector, classifier)
 
 
 def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classifier, fusion: FusionModel,
                       cfg: PipelineConfig, *, progress: Callable[[int], None] | None = None,
-                      times: StageTimes | None = None,
-                      keep_results: bool = True) -> tuple[pd.DataFrame, DetectionResults | None]:  # fmt: skip
+                      times: StageTimes | None = None, keep_results: bool = True,
+                      source: OutcomeSource | None = None) -> tuple[pd.DataFrame, DetectionResults | None]:  # fmt: skip
     """54 probabilities per sequence of ``part`` (seq_id index, in ``part.seq_ids`` order) and, with
     ``keep_results``, every frame's detections and crop classifications."""
     times = times if times is not None else StageTimes()
     fusion = fusion.bind(detector.spec.typical_threshold, getattr(detector, "file", detector.spec.name))
     rows: dict[str, np.ndarray] = {}
-    for ev in stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=keep_results):
+    for ev in stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=keep_results, source=source):
         times.prior_unreadable += not ev.frame_animal_conf
         t0 = time.perf_counter()
         rows[ev.seq_id] = fuse_all([ev], fusion)[0]
@@ -162,8 +171,8 @@ def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classif
 
 def predict_submission(data_dir: Path, detector: Detector, classifier: Classifier, fusion: FusionModel,
                        out_csv: Path, cfg: PipelineConfig, *, progress: Callable[[int], None] | None = None,
-                       times: StageTimes | None = None,
-                       keep_results: bool = False) -> tuple[pd.DataFrame, DetectionResults | None]:  # fmt: skip
+                       times: StageTimes | None = None, keep_results: bool = False,
+                       source: OutcomeSource | None = None) -> tuple[pd.DataFrame, DetectionResults | None]:
     """Read ``data_dir`` (test_metadata.csv, submission_format.csv, images), predict, validate, write the CSV.
 
     Sequences of the format with no image rows get the class priors; rows and columns follow the format.
@@ -181,7 +190,7 @@ def predict_submission(data_dir: Path, detector: Detector, classifier: Classifie
                     "(e.g. %r)", len(extra), sorted(extra)[0])  # fmt: skip
     part = part.subset([s for s in fmt.index if s in known])
     table, results = predict_sequences(part, detector, classifier, fusion, cfg, progress=progress, times=times,
-                                       keep_results=keep_results)  # fmt: skip
+                                       keep_results=keep_results, source=source)  # fmt: skip
     if times is not None:
         times.prior_unlisted += len(missing)
         times.sequences += len(missing)

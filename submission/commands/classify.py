@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--det-threshold", type=float,
                    help="detections kept as crops (default: the detector's animal threshold, from the results file)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
+    p.add_argument("--nproc-per-node", type=int, default=1,
+                   help="train with N processes (DistributedDataParallel: gloo on CPU, NCCL with one GPU each)")
     add_device(p)
     p.add_argument("--cache-dir", type=Path, help="decoded-image cache (default: next to --out)")
     add_outside_root(p)
@@ -160,6 +162,8 @@ def _samples(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from classifier.predict import read_checkpoint
+    from classifier.recipes import resolve_recipe
     from classifier.train import ClassifierTrainConfig, train
 
     out_path(args.out, "checkpoint")
@@ -176,8 +180,17 @@ def _train(args: argparse.Namespace) -> int:
         bars[:] = [tqdm(total=total, desc=f"{stage} {epoch}" if epoch else stage, unit="img", disable=args.no_progress)]
         return bars[0].update
 
-    result = train(samples, args.out, cfg, cache_dir=args.cache_dir or args.out.with_suffix(".cache"),
-                   resume=args.resume, progress=progress)  # fmt: skip
+    cache = args.cache_dir or args.out.with_suffix(".cache")
+    if args.nproc_per_node > 1 and resolve_recipe(samples, cfg) == "full":
+        from classifier.distributed import launch
+        from classifier.spec import ModelSpec
+        from classifier.train import TrainResult
+
+        launch(args.nproc_per_node, samples, args.out, cfg, cache_dir=cache, resume=args.resume)
+        saved = read_checkpoint(args.out)
+        result = TrainResult(args.out, ModelSpec.from_json(saved["spec"]), tuple(saved["history"]))
+    else:
+        result = train(samples, args.out, cfg, cache_dir=cache, resume=args.resume, progress=progress)
     for b in bars:
         b.close()
     last = result.history[-1]

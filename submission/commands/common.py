@@ -9,7 +9,7 @@ from pathlib import Path
 from camtrap.devices import DECODERS, DEVICES
 
 __all__ = ["add_device", "add_engine", "add_trust", "add_outside_root", "engine_config", "device_of", "default_workers",
-           "out_path"]
+           "out_path", "add_ray", "ray_source"]
 
 
 def default_workers() -> int:
@@ -60,3 +60,37 @@ def out_path(path: Path, what: str = "output") -> Path:
     from camtrap.fileio import check_writable
 
     return check_writable(path, what=what)
+
+
+def add_ray(p: argparse.ArgumentParser) -> None:
+    """Running the engine's stages on a Ray cluster instead of this machine."""
+    g = p.add_argument_group("cluster (Ray)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this machine's streaming engine; ray: Ray Data on a cluster (see the README)")
+    g.add_argument("--address", default="auto",
+                   help="Ray cluster: auto (the one this machine belongs to), HOST:PORT, or local (start one here)")
+    g.add_argument("--shards-dir", type=Path, help="per-shard results (default: next to --out, .shards)")
+    g.add_argument("--sequences-per-shard", type=int, default=50)
+    g.add_argument("--max-actors", type=int, default=4, help="largest size of each model's actor pool")
+
+
+def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None):
+    """A function computing frames' outcomes on the cluster (:mod:`submission.ray_runner`), shard by shard."""
+    from camtrap.engine import DecodePlan
+    from camtrap.shards import ShardStore
+    from submission.ray_runner import RayConfig, run_on_ray
+
+    store = ShardStore(args.shards_dir or args.out.with_name(args.out.name + ".shards"))
+    cfg = RayConfig(address=None if args.address == "local" else args.address,
+                    sequences_per_shard=args.sequences_per_shard, max_actors=args.max_actors,
+                    batch_size=args.batch_size, classifier_batch=args.classifier_batch)  # fmt: skip
+    plan = DecodePlan(detector.spec.letterbox, classifier.spec.source_max_side if classifier is not None else None)
+
+    def source(frames):
+        return run_on_ray(frames, store, detector=str(args.detector if hasattr(args, "detector") else args.model),
+                          classifier=str(args.classifier) if classifier is not None else None, plan=plan,
+                          crop_threshold=detector.spec.conservative_threshold, cfg=cfg, engine=engine_config(args),
+                          trust=args.trust_model, device=device_of(args), resume=args.resume,
+                          detect_threshold=getattr(args, "threshold", None), progress=progress)  # fmt: skip
+
+    return source

@@ -14,10 +14,12 @@ from submission.commands.common import (
     add_device,
     add_engine,
     add_outside_root,
+    add_ray,
     add_trust,
     device_of,
     engine_config,
     out_path,
+    ray_source,
 )
 
 __all__ = ["register", "frames_of"]
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     add_trust(p)
     add_outside_root(p)
+    add_ray(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_detect)
 
@@ -67,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--batch", type=int, default=16)
     add_device(p)
+    p.add_argument("--gpus", help="several GPUs for ultralytics' own multi-GPU training, e.g. 0,1 (overrides --device)")
     p.add_argument("--work-dir", type=Path, help="scratch folder (default: next to --out)")
     p.set_defaults(handler=_train)
     p = det.add_parser("export-onnx", help="export a .pt detector to ONNX (spec kept in the metadata)")
@@ -114,7 +118,15 @@ def _detect(args: argparse.Namespace) -> int:
     cfg = DetectConfig(engine=engine_config(args, read_datetime=True), checkpoint_every=args.checkpoint_every,
                        output_threshold=args.threshold)  # fmt: skip
     with tqdm(total=len(frames), desc="detect", unit="img", disable=args.no_progress) as bar:
-        results = detect_files(detector, frames, cfg, out=args.out, resume=args.resume, progress=bar.update)
+        if args.engine == "ray":
+            from camtrap.mdjson import write_results
+            from detector.predict import results_for
+
+            outcomes = ray_source(args, detector, None, progress=bar.update)(frames)
+            results = results_for(detector, [o.frame for o in outcomes])
+            write_results(args.out, results)
+        else:
+            results = detect_files(detector, frames, cfg, out=args.out, resume=args.resume, progress=bar.update)
     failed = sum(1 for f in results.frames if not f.ok)
     print(f"{len(results.frames)} images, {failed} failed to load -> {args.out}")
     return 0
@@ -146,8 +158,9 @@ def _train(args: argparse.Namespace) -> int:
     boxes = args.boxes or next(iter(sorted((args.data / "lila").glob("SnapshotSerengetiBboxes_*.json"))), None)
     if boxes is None:
         raise UsageError(f"no --boxes given and none found under {args.data / 'lila'}")
+    device = args.gpus or resolve_device(device_of(args))  # "0,1": ultralytics runs its DDP over those GPUs
     cfg = DetectorTrainConfig(architecture=args.architecture, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-                              device=resolve_device(device_of(args)))  # fmt: skip
+                              device=device)  # fmt: skip
     out = train(data, boxes, args.out, cfg, work_dir=args.work_dir or args.out.with_suffix(".work"))
     print(f"detector -> {out}")
     return 0

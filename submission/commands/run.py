@@ -6,14 +6,17 @@ import argparse
 import time
 from pathlib import Path
 
+from submission.commands import UsageError
 from submission.commands.common import (
     add_device,
     add_engine,
     add_outside_root,
+    add_ray,
     add_trust,
     device_of,
     engine_config,
     out_path,
+    ray_source,
 )
 
 __all__ = ["register", "print_times", "load_models"]
@@ -49,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, help="also write MegaDetector-format results JSON with classifications")
     p.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation for crops")
     p.add_argument("--time-budget", type=float, help="seconds; sequences not reached get the class priors")
+    add_ray(p)
+    p.add_argument("--resume", action="store_true", help="with --engine ray: skip the shards already finished")
     p.set_defaults(handler=_predict)
 
     p = sub.add_parser("package", help="build submission.zip (main.py + code + ONNX weights) for the offline runner")
@@ -132,9 +137,13 @@ def _predict(args: argparse.Namespace) -> int:
     fusion = FusionModel.load(args.fusion)
     cfg = _pipeline_cfg(args, tta=args.tta, time_budget_s=args.time_budget)
     times, start = StageTimes(), time.perf_counter()
+    if args.engine == "ray" and (args.tta or args.time_budget is not None):
+        raise UsageError("--engine ray does not take --tta or --time-budget")
+    source = ray_source(args, detector, classifier) if args.engine == "ray" else None
     with tqdm(desc="predict", unit="seq", disable=args.no_progress) as bar:
         _, results = predict_submission(args.data, detector, classifier, fusion, args.out, cfg, progress=bar.update,
-                                        times=times, keep_results=args.results is not None)  # fmt: skip
+                                        times=times, keep_results=args.results is not None,
+                                        source=source)  # fmt: skip
     if args.results:
         write_results(args.results, results)
     print_times(times, time.perf_counter() - start)

@@ -1,0 +1,97 @@
+"""Distributed (DDP) classifier training on CPUs with gloo: the balanced sampler split over processes, two processes
+learning as well as one, and a killed run resumed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from classifier.distributed import BalancedDistributedSampler, Dist
+from tests.classifier.test_training import _csv
+
+
+def test_sampler_shares_one_draw_between_processes():
+    weights = torch.rand(101).numpy()
+    one = list(BalancedDistributedSampler(weights, 101, Dist(0, 1), seed=3))
+    a, b = BalancedDistributedSampler(weights, 101, Dist(0, 2), 3), BalancedDistributedSampler(weights, 101,
+                                                                                                Dist(1, 2), 3)
+    assert len(a) == len(b) == 51
+    merged = [x for pair in zip(a, b) for x in pair]
+    assert merged[:101] == one  # the same draw, dealt out round-robin (one index repeated to even the shares)
+    a.set_epoch(1)
+    assert list(a) != merged[::2]  # a new draw every epoch
+    plain = BalancedDistributedSampler(None, 10, Dist(0, 1), 0)
+    assert sorted(plain) == list(range(10))  # no weights: a shuffle of every sample
+
+
+def _train_args(csv, out, *extra):
+    return ["classifier", "train", "--images-csv", str(csv), "--out", str(out), "--recipe", "full", "--input-size",
+            "64", "--batch-size", "8", "--lr", "0.002", "--device", "cpu", "--no-progress", *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_processes_learn_as_well_as_one(tmp_path):
+    from classifier.predict import read_checkpoint
+    from submission.cli import main
+
+    csv = _csv(tmp_path, n_per_class=60)
+    assert main(_train_args(csv, tmp_path / "one.pt", "--epochs", "4")) == 0
+    assert main(_train_args(csv, tmp_path / "two.pt", "--epochs", "4", "--nproc-per-node", "2")) == 0
+    one, two = read_checkpoint(tmp_path / "one.pt"), read_checkpoint(tmp_path / "two.pt")
+    top_one, top_two = one["history"][-1]["val_top1"], two["history"][-1]["val_top1"]
+    print(f"validation top-1: one process {top_one:.3f}, two processes {top_two:.3f}")
+    assert abs(top_one - top_two) <= 0.05 and top_two >= 0.8
+    assert '"processes": 2' in two["spec"] and len(two["history"]) == 4
+
+
+def _stat(pid: int | str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        stat = _stat(entry) if entry.isdigit() else None
+        if stat and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_killed_distributed_run_resumes(tmp_path):
+    csv = _csv(tmp_path, n_per_class=40)
+    out, last = tmp_path / "m.pt", tmp_path / "m.last.pt"
+    code = "import sys; from submission.cli import main; sys.exit(main())"
+    args = [sys.executable, "-c", code, *_train_args(csv, out, "--epochs", "6", "--nproc-per-node", "2")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    assert workers and not [w for w in workers if _alive(w)]  # the training processes died with their parent
+    state = torch.load(last, weights_only=True)
+    done = state["epoch"] + 1
+    assert 2 <= done < 6
+    before = [h["train_loss"] for h in state["history"]]
+    subprocess.run(args + ["--resume"], check=True, capture_output=True)
+    after = torch.load(last, weights_only=True)
+    assert [h["epoch"] for h in after["history"]] == [1, 2, 3, 4, 5, 6]
+    assert [h["train_loss"] for h in after["history"]][:done] == pytest.approx(before)

@@ -1,0 +1,166 @@
+"""``--engine ray`` on a real local Ray cluster of two nodes (``ray start --head`` and a second ``ray start
+--address`` on this machine, with distinct resources), stopped at the end even when a test fails: the same
+results as the single-machine engine, a worker killed mid-run, and a driver killed then resumed."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camtrap.mdjson import read_results
+from camtrap.metric import read_submission
+from submission.cli import main
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("ray", reason="Ray is installed by `make test` (the dev extra)")
+RAY = Path(sys.executable).with_name("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    temp = tempfile.mkdtemp(prefix="hkr", dir="/tmp")  # Ray's socket paths must stay short
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = [str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--resources={\"head\": 1}",
+            f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
+    second = [str(RAY), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--resources={\"node2\": 1}",
+              "--disable-usage-stats"]  # fmt: skip
+    try:
+        subprocess.run(head, check=True, capture_output=True, env=env, timeout=120)
+        subprocess.run(second, check=True, capture_output=True, env=env, timeout=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        import ray
+
+        ray.shutdown()
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def small_test(pipeline_synth, tmp_path_factory):
+    from tests.submission.test_pipeline import _copy_subset
+
+    return _copy_subset(pipeline_synth.test_data, tmp_path_factory.mktemp("ray-data") / "data", 24)
+
+
+def _predict(data, models, out, *extra):
+    detector, classifier, fusion = models
+    return ["predict", "--data", str(data), "--detector", str(detector), "--classifier", str(classifier), "--fusion",
+            str(fusion), "--out", str(out), "--results", str(out.with_suffix(".json")), "--device", "cpu",
+            "--no-progress", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(trained_detector, trained_classifier, fitted_fusion):
+    return trained_detector, trained_classifier, fitted_fusion
+
+
+@pytest.fixture(scope="module")
+def local_run(small_test, models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "submission.csv"
+    assert main(_predict(small_test, models, out, "--workers", "2")) == 0
+    return out
+
+
+def _same(a: Path, b: Path) -> None:
+    """Same rows and probabilities within 1e-6; same detections (within the results file's rounding)."""
+    sa, sb = read_submission(a), read_submission(b)
+    assert list(sa.index) == list(sb.index) and np.abs(sa.to_numpy() - sb.to_numpy()).max() < 1e-6
+    ra, rb = read_results(a.with_suffix(".json")), read_results(b.with_suffix(".json"))
+    assert [f.file for f in ra.frames] == [f.file for f in rb.frames]
+    for fa, fb in zip(ra.frames, rb.frames):
+        assert (fa.detections is None) == (fb.detections is None) and fa.failure == fb.failure
+        for da, db in zip(fa.detections or (), fb.detections or ()):
+            assert da.category == db.category and abs(da.conf - db.conf) <= 1e-3
+            assert np.allclose(da.bbox_xywh_norm, db.bbox_xywh_norm, atol=2e-4)
+        assert len(fa.detections or ()) == len(fb.detections or ())
+
+
+def _ray_args(cluster, shards, *extra, per_shard: int = 4):
+    return ["--engine", "ray", "--address", cluster, "--shards-dir", str(shards), "--sequences-per-shard",
+            str(per_shard), "--max-actors", "1", *extra]  # fmt: skip
+
+
+def test_ray_run_equals_the_local_engine(ray_cluster, small_test, models, local_run, tmp_path):
+    out = tmp_path / "submission.csv"
+    assert main(_predict(small_test, models, out, *_ray_args(ray_cluster, tmp_path / "shards"))) == 0
+    _same(out, local_run)
+    assert len(list((tmp_path / "shards").glob("shard-*.json"))) == 6  # 24 sequences, 4 per shard
+
+
+def test_detect_on_ray_equals_local(ray_cluster, small_test, models, tmp_path):
+    detector = models[0]
+    args = ["detect", "--model", str(detector), "--metadata", str(small_test / "test_metadata.csv"), "--image-root",
+            str(small_test), "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "local.json")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ray.json"), *_ray_args(ray_cluster, tmp_path / "shards")]) == 0
+    local, ray = json.loads((tmp_path / "local.json").read_text()), json.loads((tmp_path / "ray.json").read_text())
+    assert [im["file"] for im in local["images"]] == [im["file"] for im in ray["images"]]
+    assert local["info"] == ray["info"]
+
+
+def _hakuna(args: list[str]) -> subprocess.Popen:
+    code = "import sys; from submission.cli import main; sys.exit(main())"
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})  # fmt: skip
+
+
+def _wait_for_shards(folder: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and len(list(folder.glob("shard-*.json"))) < n:
+        time.sleep(0.1)
+
+
+def _actor_workers() -> list[int]:
+    """Ray worker processes running one of the pipeline's actors (their process titles say which)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "ray::" in title and "MapWorker" in title:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_worker_does_not_change_the_outcome(ray_cluster, small_test, models, local_run, tmp_path):
+    out, shards = tmp_path / "submission.csv", tmp_path / "shards"
+    proc = _hakuna(_predict(small_test, models, out, *_ray_args(ray_cluster, shards)))
+    _wait_for_shards(shards, 1, proc)
+    victims = _actor_workers()
+    assert victims, "no actor worker found to kill"
+    os.kill(victims[0], signal.SIGKILL)
+    assert proc.wait(timeout=600) == 0
+    _same(out, local_run)
+
+
+def test_a_killed_driver_resumes_without_redoing_finished_shards(ray_cluster, small_test, models, local_run,
+                                                                  tmp_path):  # fmt: skip
+    out, shards = tmp_path / "submission.csv", tmp_path / "shards"
+    proc = _hakuna(_predict(small_test, models, out, *_ray_args(ray_cluster, shards, per_shard=1)))
+    _wait_for_shards(shards, 1, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in shards.glob("shard-*.json")}
+    assert 1 <= len(finished) < 24 and not out.exists()
+    assert main(_predict(small_test, models, out, *_ray_args(ray_cluster, shards, per_shard=1), "--resume")) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # not recomputed
+    _same(out, local_run)
