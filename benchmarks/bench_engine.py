@@ -10,7 +10,7 @@ frames (the generated files repeated under other names) and prints the RSS as th
 memory does not grow with the run.
 
 Usage: python benchmarks/bench_engine.py [--models demo-out/models] [--sequences 450] [--size 2048x1536]
-       [--device cpu|cuda] [--decoder auto|pil|torch] [--rss-frames 20000] [--skip-baselines]
+       [--device cpu|cuda] [--decoder auto|pil|torch] [--rss-frames 20000] [--repeat 3] [--skip-baselines]
 Without --models (or where it lacks detector.pt/classifier.pt/fusion.json), a random-weight yolo11-tiny at
 640 px and an ImageNet EfficientNet-Lite0 at 224 px are used: same compute as trained ones.
 """
@@ -84,14 +84,18 @@ def _old_compatible(models: Path, folder: Path) -> Path:
     return folder
 
 
-def _run(args: list[str], cwd: Path | None = None, env: dict | None = None) -> tuple[dict, float]:
-    """Run a child; returns (the JSON it printed last, its peak RSS in MB, which it reports itself)."""
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"{' '.join(args[:4])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(lines[-1])
-    return result, result.get("peak_mb", float("nan"))
+def _run(args: list[str], cwd: Path | None = None, env: dict | None = None, repeat: int = 1) -> tuple[dict, float]:
+    """Run a child ``repeat`` times; returns (the JSON it printed last in the run of median wall time, the largest
+    peak RSS in MB, which each child reports itself)."""
+    runs = []
+    for _ in range(repeat):
+        proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode or not lines:
+            raise SystemExit(f"{' '.join(args[:4])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        runs.append(json.loads(lines[-1]))
+    runs.sort(key=lambda r: r["wall"])
+    return runs[len(runs) // 2], max(r.get("peak_mb", float("nan")) for r in runs)
 
 
 def _child_new(data: Path, models: Path, device: str | None, decoder: str, workers: int, batch: int) -> None:
@@ -195,6 +199,7 @@ def main() -> None:  # noqa: PLR0915 - a script: one table
     parser.add_argument("--baseline-ref", default="7fe0bf1", help="git ref of the pre-engine `hakuna predict`")
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--rss-frames", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each path; the median wall time is shown")
     parser.add_argument("--child", choices=("new", "ultralytics", "rss"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -222,7 +227,7 @@ def main() -> None:  # noqa: PLR0915 - a script: one table
               str(args.workers), "--batch", str(args.batch), "--decoder", args.decoder]
         me += ["--device", args.device] if args.device else []
         rows = []
-        new, peak = _run(me + ["--child", "new"])
+        new, peak = _run(me + ["--child", "new"], repeat=args.repeat)
         rows.append(("hakuna predict (engine)", new, peak))
         n = new["frames"]
         print(f"{n} frames, {new['crops']} crops; models {models}; {args.workers} decode threads, batch {args.batch}")
@@ -242,15 +247,15 @@ def main() -> None:  # noqa: PLR0915 - a script: one table
                             "--fusion", str(old_models / "fusion.json"), "--out", str(tmp / "old.csv"), "--workers",
                             str(args.workers), "--batch-size", str(args.batch), "--no-progress"]
                 old_args += ["--device", args.device] if args.device else []
-                old, peak = _run(old_args, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
+                old, peak = _run(old_args, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, repeat=args.repeat)
                 name = f"(a) hakuna predict before the engine ({args.baseline_ref})"
                 rows.append((name, {**old, "frames": n}, peak))
             finally:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                                capture_output=True)  # fmt: skip
-            ul, peak = _run(me + ["--child", "ultralytics"])
+            ul, peak = _run(me + ["--child", "ultralytics"], repeat=args.repeat)
             rows.append(("(b) ultralytics YOLO.predict + PIL crops + classifier", ul, peak))
-        print(f"\n{'path':58s} {'frames/s':>9s} {'wall s':>7s} {'peak RSS MB':>12s}")
+        print(f"\nmedian of {args.repeat} runs each\n{'path':58s} {'frames/s':>9s} {'wall s':>7s} {'peak RSS MB':>12s}")
         for name, r, peak in rows:
             print(f"{name:58s} {r['frames'] / r['wall']:9.1f} {r['wall']:7.1f} {peak:12.0f}")
         if len(rows) > 1:

@@ -5,6 +5,9 @@
     frame list ──► decode (CPU tasks) ──► detect (actor pool) ──► crop + classify (actor pool) ──► driver
                    one decode per frame    one model load per actor   crops from the same pixels    shard files
 
+Without a detector (``hakuna classify --detections R.json --engine ray``) the detect stage is left out and each
+frame carries its known detections from the results file into the decode task.
+
 The frames are cut into shards of whole sequences (:mod:`camtrap.shards`): a sequence is never split, and each
 shard's outcomes are written to its own file as soon as its last frame is done.  A restarted job (``--resume``)
 skips the shards already written; the driver then reads every shard back in order and fuses sequences exactly as
@@ -21,11 +24,12 @@ from __future__ import annotations
 import logging
 import pickle
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from camtrap.engine import DecodePlan, EngineConfig, FrameOutcome, classify_frames, decode_frame, detect_frames
 from camtrap.frames import FrameRef
+from camtrap.results import FrameDetections
 from camtrap.shards import ShardStore, outcome_from_json, outcome_to_json, shard_frames
 
 __all__ = ["RayConfig", "run_on_ray", "connect"]
@@ -92,13 +96,30 @@ class _Classify:
 
 
 def _decode(batch: dict, plan: DecodePlan, engine: EngineConfig) -> dict:
-    refs = [pickle.loads(b) for b in batch["ref"]]
-    return {"i": batch["i"], "state": [pickle.dumps(decode_frame(r, plan, engine)) for r in refs]}
+    frames = []
+    for raw in batch["ref"]:
+        ref, known = pickle.loads(raw)  # known: the frame's boxes from a results file, or None (detect them)
+        frame = decode_frame(ref, plan, engine)
+        if known is not None and frame.ok:
+            frame.detections = known
+        frames.append(pickle.dumps(frame))
+    return {"i": batch["i"], "state": frames}
 
 
-def _pipeline(refs: list[tuple[int, FrameRef]], plan: DecodePlan, engine: EngineConfig, detector: str,
+def _actor_cpus(cluster_cpus: float, max_actors: int) -> float:
+    """CPUs each model actor asks for: 1, or less where two full pools would leave no CPU for the decode tasks
+    (a pipeline whose actors hold every CPU never decodes: on a 2-CPU machine it would wait forever)."""
+    return max(0.1, min(1.0, (cluster_cpus - 1) / (2 * max_actors)))
+
+
+def _boxes(known: Mapping[str, FrameDetections], file: str) -> tuple:
+    frame = known.get(file)
+    return tuple(frame.detections or ()) if frame is not None else ()
+
+
+def _pipeline(refs: list[tuple[int, FrameRef]], plan: DecodePlan, engine: EngineConfig, detector: str | None,
               classifier: str | None, crop_threshold: float, cfg: RayConfig, *, trust: bool, device: str | None,
-              detect_threshold: float | None):  # fmt: skip
+              detect_threshold: float | None, known: Mapping[str, FrameDetections] | None):  # fmt: skip
     import ray
     import ray.data
 
@@ -107,29 +128,40 @@ def _pipeline(refs: list[tuple[int, FrameRef]], plan: DecodePlan, engine: Engine
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
     gpus = cfg.gpus_per_actor if cfg.gpus_per_actor is not None else float(ray.cluster_resources().get("GPU", 0) > 0)
-    pool = (cfg.min_actors, cfg.max_actors)
+    total = float(ray.cluster_resources().get("CPU", 1))
+    cpus = _actor_cpus(total, cfg.max_actors)
     retry = {"max_restarts": -1, "max_task_retries": -1}
-    ds = ray.data.from_items([{"i": i, "ref": pickle.dumps(r)} for i, r in refs],
-                             override_num_blocks=max(1, len(refs) // cfg.batch_size))  # fmt: skip
-    ds = ds.map_batches(_decode, fn_kwargs={"plan": plan, "engine": engine}, batch_size=cfg.batch_size, num_cpus=1,
-                        max_retries=cfg.task_retries)  # fmt: skip
-    ds = ds.map_batches(_Detect, fn_constructor_kwargs={"path": detector, "trust": trust, "device": device,
-                                                        "threshold": detect_threshold},
-                        batch_size=cfg.batch_size, concurrency=pool, num_gpus=gpus, num_cpus=1,
-                        **retry)  # fmt: skip
+
+    def pool() -> ray.data.ActorPoolStrategy:
+        return ray.data.ActorPoolStrategy(min_size=cfg.min_actors, max_size=cfg.max_actors)
+
+    items = [{"i": i, "ref": pickle.dumps((r, None if known is None else _boxes(known, r.file)))} for i, r in refs]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(refs) // cfg.batch_size))
+    ds = ds.map_batches(_decode, fn_kwargs={"plan": plan, "engine": engine}, batch_size=cfg.batch_size,
+                        num_cpus=min(1.0, total / 2), max_retries=cfg.task_retries)  # fmt: skip
+    if detector is not None:
+        ds = ds.map_batches(_Detect, fn_constructor_kwargs={"path": detector, "trust": trust, "device": device,
+                                                            "threshold": detect_threshold},
+                            batch_size=cfg.batch_size, compute=pool(), num_gpus=gpus, num_cpus=cpus,
+                            **retry)  # fmt: skip
     return ds.map_batches(_Classify, fn_constructor_kwargs={"path": classifier, "threshold": crop_threshold,
                                                            "trust": trust, "device": device,
                                                            "batch": cfg.classifier_batch},
-                          batch_size=cfg.batch_size * 4, concurrency=pool, num_gpus=gpus if classifier else 0,
-                          num_cpus=1, **retry)  # fmt: skip
+                          batch_size=cfg.batch_size * 4, compute=pool(),
+                          num_gpus=gpus if classifier else 0, num_cpus=cpus, **retry)  # fmt: skip
 
 
-def run_on_ray(frames: list[FrameRef], store: ShardStore, *, detector: str, classifier: str | None,
+def run_on_ray(frames: list[FrameRef], store: ShardStore, *, detector: str | None, classifier: str | None,
                plan: DecodePlan, crop_threshold: float, cfg: RayConfig = RayConfig(),  # noqa: B008
                engine: EngineConfig = EngineConfig(), trust: bool = False, device: str | None = None,  # noqa: B008
                resume: bool = False, detect_threshold: float | None = None,
+               detections: Mapping[str, FrameDetections] | None = None,
                progress: Callable[[int], None] | None = None) -> Iterator[FrameOutcome]:  # fmt: skip
-    """Every frame's outcome, in input order, computed on the cluster shard by shard (see the module docstring)."""
+    """Every frame's outcome, in input order, computed on the cluster shard by shard (see the module docstring).
+
+    ``detector`` None: boxes come from ``detections`` (by file; a frame without an entry has none)."""
+    if detector is None and detections is None:
+        raise ValueError("run_on_ray needs a detector or known detections")
     import json
 
     shards = shard_frames(frames, cfg.sequences_per_shard)
@@ -146,7 +178,7 @@ def run_on_ray(frames: list[FrameRef], store: ShardStore, *, detector: str, clas
                 indexed.append((len(indexed), r))
         waiting = {k: [] for k in todo}
         ds = _pipeline(indexed, plan, engine, detector, classifier, crop_threshold, cfg, trust=trust, device=device,
-                       detect_threshold=detect_threshold)  # fmt: skip
+                       detect_threshold=detect_threshold, known=detections)  # fmt: skip
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i, raw in zip(batch["i"], batch["outcome"]):
                 k = shard_of[int(i)]

@@ -14,10 +14,12 @@ from submission.commands.common import (
     add_device,
     add_engine,
     add_outside_root,
+    add_ray,
     add_trust,
     device_of,
     engine_config,
     out_path,
+    ray_source,
 )
 
 __all__ = ["register"]
@@ -31,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the classifier's subcommands to the ``hakuna`` parser."""
     clf = sub.add_parser("classifier", help="train, export or convert a species classifier").add_subparsers(
         dest="action", required=True)  # fmt: skip
+    _add_train(clf)
+    _add_cv(clf)
+    _add_tools(clf)
+    _add_classify(sub)
+
+
+def _add_train(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("train", help="train a classifier on crops, whole frames or a path,label CSV")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="competition-layout dataset folder (as `hakuna synth` writes)")
@@ -65,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_train)
 
+
+def _add_cv(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("cv", help="group-aware K-fold comparison of training recipes on labelled photos")
     p.add_argument("--images-csv", required=True, type=Path, help="CSV with path,label[,group_id] columns")
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
@@ -78,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_outside_root(p)
     p.set_defaults(handler=_cv)
 
+
+def _add_tools(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("export-onnx", help="export a classifier to ONNX (probabilities out, spec in metadata)")
     p.add_argument("model", type=Path)
     p.add_argument("--out", type=Path)
@@ -89,6 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_trust(p)
     p.set_defaults(handler=_convert)
 
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="classify detection crops (or whole images) with a trained classifier")
     p.add_argument("--model", required=True, type=Path, help="classifier .pt or .onnx")
     src = p.add_mutually_exclusive_group(required=True)
@@ -106,6 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     add_trust(p)
     add_outside_root(p)
+    add_ray(p)
+    p.add_argument("--resume", action="store_true", help="with --engine ray: skip the shards already finished")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_classify)
 
@@ -275,6 +292,21 @@ def _frame_source(args: argparse.Namespace, results) -> dict:
     return {r.file: r for r in refs}
 
 
+def _classify_on_ray(args: argparse.Namespace, clf, results, frames: dict, threshold: float, progress) -> list:
+    """The crops of ``results`` classified on a Ray cluster (decode tasks + a classifier actor pool)."""
+    from camtrap.engine import wanted_detections
+    from classifier.predict import CropClassifier
+
+    if args.tta:
+        raise UsageError("--engine ray does not take --tta")
+    limit = CropClassifier(clf, threshold).max_crops_per_frame
+    todo = [frames[f.file] for f in results.frames
+            if f.file in frames and wanted_detections(f.detections, threshold, limit)]  # fmt: skip
+    source = ray_source(args, None, clf, progress=progress, classifier_path=args.model,
+                        detections=results.by_file(), crop_threshold=threshold)  # fmt: skip
+    return [c for outcome in source(todo) for c in outcome.crops]
+
+
 def _classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -286,6 +318,8 @@ def _classify(args: argparse.Namespace) -> int:
         out_path(args.results_out, "results file")
     clf = load(args.model, device=device_of(args), trust_model=args.trust_model)
     if args.images_csv is not None:
+        if args.engine == "ray":
+            raise UsageError("--engine ray classifies the crops of --detections; --images-csv runs on this machine")
         return _classify_csv(args, clf)
     results = read_results(args.detections)
     threshold = args.threshold if args.threshold is not None else results.typical_threshold
@@ -293,8 +327,11 @@ def _classify(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
     frames = _frame_source(args, results)
     with tqdm(desc="classify", unit="frame", disable=args.no_progress) as bar:
-        preds = classify_detections(clf, results, frames, threshold=threshold, tta=args.tta,
-                                    cfg=engine_config(args), progress=bar.update)  # fmt: skip
+        if args.engine == "ray":
+            preds = _classify_on_ray(args, clf, results, frames, threshold, bar.update)
+        else:
+            preds = classify_detections(clf, results, frames, threshold=threshold, tta=args.tta,
+                                        cfg=engine_config(args), progress=bar.update)  # fmt: skip
     write_predictions(args.out, preds, clf.spec.classes, args.top_k)
     if args.results_out:
         write_results(args.results_out, with_classifications(results, preds, clf.spec.classes, args.top_k,

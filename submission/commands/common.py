@@ -74,8 +74,12 @@ def add_ray(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-actors", type=int, default=4, help="largest size of each model's actor pool")
 
 
-def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None):
-    """A function computing frames' outcomes on the cluster (:mod:`submission.ray_runner`), shard by shard."""
+def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None, detector_path=None,
+               classifier_path=None, detections=None, crop_threshold=None):
+    """A function computing frames' outcomes on the cluster (:mod:`submission.ray_runner`), shard by shard.
+
+    ``detector`` None: a classify-only run on the boxes of ``detections`` (by file), cropped at ``crop_threshold``.
+    """
     from camtrap.engine import DecodePlan
     from camtrap.shards import ShardStore
     from submission.ray_runner import RayConfig, run_on_ray
@@ -84,13 +88,17 @@ def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None)
     cfg = RayConfig(address=None if args.address == "local" else args.address,
                     sequences_per_shard=args.sequences_per_shard, max_actors=args.max_actors,
                     batch_size=args.batch_size, classifier_batch=args.classifier_batch)  # fmt: skip
-    plan = DecodePlan(detector.spec.letterbox, classifier.spec.source_max_side if classifier is not None else None)
+    plan = DecodePlan(detector.spec.letterbox if detector is not None else None,
+                      classifier.spec.source_max_side if classifier is not None else None)  # fmt: skip
+    if crop_threshold is None:
+        crop_threshold = detector.spec.conservative_threshold
 
     def source(frames):
-        return run_on_ray(frames, store, detector=str(args.detector if hasattr(args, "detector") else args.model),
-                          classifier=str(args.classifier) if classifier is not None else None, plan=plan,
-                          crop_threshold=detector.spec.conservative_threshold, cfg=cfg, engine=engine_config(args),
-                          trust=args.trust_model, device=device_of(args), resume=args.resume,
-                          detect_threshold=getattr(args, "threshold", None), progress=progress)  # fmt: skip
+        return run_on_ray(frames, store, detector=str(detector_path) if detector is not None else None,
+                          classifier=str(classifier_path) if classifier is not None else None, plan=plan,
+                          crop_threshold=crop_threshold, cfg=cfg, engine=engine_config(args), trust=args.trust_model,
+                          device=device_of(args), resume=args.resume, detections=detections,
+                          detect_threshold=getattr(args, "threshold", None) if detector is not None else None,
+                          progress=progress)  # fmt: skip
 
     return source

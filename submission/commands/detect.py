@@ -122,7 +122,7 @@ def _detect(args: argparse.Namespace) -> int:
             from camtrap.mdjson import write_results
             from detector.predict import results_for
 
-            outcomes = ray_source(args, detector, None, progress=bar.update)(frames)
+            outcomes = ray_source(args, detector, None, progress=bar.update, detector_path=args.model)(frames)
             results = results_for(detector, [o.frame for o in outcomes])
             write_results(args.out, results)
         else:
@@ -175,10 +175,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _weights_list(args: argparse.Namespace) -> int:
+    from detector import yolov5
     from detector.weights import REGISTRY
 
+    v5 = "YOLOv5 format" + ("" if yolov5.available() else ": needs `pip install hakuna[mdv5]`")
     for r in sorted({r.name: r for r in REGISTRY.values()}.values(), key=lambda r: r.name):
-        runs = "runs here" if r.fmt == "ultralytics" else "YOLOv5 format: not loadable here"
+        runs = "ultralytics" if r.fmt == "ultralytics" else v5
         print(f"{r.name:16s} {r.spec.input_size:5d}px  thresholds {r.spec.typical_threshold}/"
               f"{r.spec.conservative_threshold}  {runs}  {r.url}")  # fmt: skip
     return 0

@@ -139,7 +139,8 @@ def _predict(args: argparse.Namespace) -> int:
     times, start = StageTimes(), time.perf_counter()
     if args.engine == "ray" and (args.tta or args.time_budget is not None):
         raise UsageError("--engine ray does not take --tta or --time-budget")
-    source = ray_source(args, detector, classifier) if args.engine == "ray" else None
+    source = (ray_source(args, detector, classifier, detector_path=args.detector, classifier_path=args.classifier)
+              if args.engine == "ray" else None)  # fmt: skip
     with tqdm(desc="predict", unit="seq", disable=args.no_progress) as bar:
         _, results = predict_submission(args.data, detector, classifier, fusion, args.out, cfg, progress=bar.update,
                                         times=times, keep_results=args.results is not None,

@@ -35,7 +35,12 @@ def _free_port() -> int:
 def ray_cluster():
     temp = tempfile.mkdtemp(prefix="hkr", dir="/tmp")  # Ray's socket paths must stay short
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # One authentication mode for the nodes and the drivers (a token left in ~/.ray by another local cluster
+    # would otherwise be required by the head and not offered by the second node).
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")
+    patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    env = dict(os.environ)
     head = [str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--resources={\"head\": 1}",
             f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
     second = [str(RAY), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--resources={\"node2\": 1}",
@@ -50,6 +55,7 @@ def ray_cluster():
         ray.shutdown()
         subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=env, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+        patch.undo()
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +119,23 @@ def test_detect_on_ray_equals_local(ray_cluster, small_test, models, tmp_path):
     local, ray = json.loads((tmp_path / "local.json").read_text()), json.loads((tmp_path / "ray.json").read_text())
     assert [im["file"] for im in local["images"]] == [im["file"] for im in ray["images"]]
     assert local["info"] == ray["info"]
+    _classify_on_ray_equals_local(ray_cluster, small_test, models[1], tmp_path / "local.json", tmp_path)
+
+
+def _classify_on_ray_equals_local(cluster, images, classifier, results, tmp_path):
+    """``classify --detections --engine ray`` (no detect stage: boxes from the file) = the local run."""
+    import pandas as pd
+
+    args = ["classify", "--model", str(classifier), "--detections", str(results), "--images", str(images),
+            "--device", "cpu", "--no-progress", "--threshold", "0.3"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "local.csv")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ray.csv"), *_ray_args(cluster, tmp_path / "cshards")]) == 0
+    local, ray = pd.read_csv(tmp_path / "local.csv"), pd.read_csv(tmp_path / "ray.csv")
+    assert len(local) >= 5 and list(local.columns) == list(ray.columns)
+    numbers = [c for c in local.columns if pd.api.types.is_numeric_dtype(local[c])]
+    text = [c for c in local.columns if c not in numbers]
+    assert text and local[text].equals(ray[text])
+    assert np.abs(local[numbers].to_numpy(float) - ray[numbers].to_numpy(float)).max() < 1e-6
 
 
 def _hakuna(args: list[str]) -> subprocess.Popen:
