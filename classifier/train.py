@@ -215,6 +215,9 @@ def train(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_di
     from classifier.recipes import resolve_recipe, train_fewshot
 
     if resolve_recipe(samples, cfg) == "fewshot":
+        if cfg.input_size is not None:
+            log.warning("input size %d applies to the full recipe only; the few-shot recipe uses its backbones' "
+                        "native sizes (recipe 'full' fine-tunes at %d)", cfg.input_size, cfg.input_size)
         return train_fewshot(samples, out, cfg, cache_dir=cache_dir, progress=progress)
     torch.manual_seed(cfg.seed)
     bar = (progress if dist.main else None) or (lambda *_: None)

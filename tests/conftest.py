@@ -99,8 +99,8 @@ def trained_classifier(pipeline_synth, truth_results, tmp_path_factory: pytest.T
     write_results(folder / "train_boxes.json", truth_results[0])
     model = folder / "classifier.pt"
     assert main(["classifier", "train", "--data", str(pipeline_synth.root), "--detections",
-                 str(folder / "train_boxes.json"), "--det-threshold", "0.5", "--out", str(model), "--input-size", "128",
-                 "--epochs", "6",
+                 str(folder / "train_boxes.json"), "--det-threshold", "0.5", "--out", str(model), "--recipe", "full",
+                 "--input-size", "128", "--epochs", "6",
                  "--lr", "0.002", "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
     return model
 
