@@ -8,11 +8,12 @@ from camtrap.geometry import DEFAULT_CROP_MARGIN
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 
 __all__ = ["AugmentConfig", "ClassifierTrainConfig", "FewShotConfig", "BALANCE_CHOICES", "RECIPES", "LITE",
-           "FEWSHOT_MAX_PER_CLASS"]  # fmt: skip
+           "FEWSHOT_MAX_PER_CLASS", "DEFAULT_FINETUNE_EPOCHS"]  # fmt: skip
 
 BALANCE_CHOICES = ("sqrt", "inverse", "none")
 RECIPES = ("auto", "fewshot", "full")
 LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+DEFAULT_FINETUNE_EPOCHS = 3  # LP-FT's most epochs when it is asked for without a count (classifier cv)
 FEWSHOT_MAX_PER_CLASS = 50  # auto: the few-shot recipe while the median class has at most this many samples
 
 
@@ -25,6 +26,17 @@ class FewShotConfig:
     folds: int = 5
     use_prior: bool = True  # the ImageNet zero-shot prior (classifier.imagenet_prior)
     seed: int = 0
+    # LP-FT (classifier.finetune): up to this many epochs of gentle fine-tuning after the probe, the count (0 keeps
+    # the probe) chosen by group CV on ``finetune_folds`` folds.  0 turns the step off (it costs minutes on a CPU).
+    finetune_epochs: int = 0
+    finetune_lr: float = 3e-5  # the last layer's; each earlier layer learns at finetune_layer_decay x the next
+    finetune_layer_decay: float = 0.85
+    finetune_batch_size: int = 16
+    finetune_folds: int = 3
+
+    def __post_init__(self) -> None:
+        if self.finetune_epochs < 0 or self.finetune_folds < 2:
+            raise ValueError("finetune_epochs must be >= 0 and finetune_folds >= 2")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ sequence over the 54 columns), expected calibration error and per-class recall. 
 * ``linear-probe``: logistic regression on frozen EfficientNet-Lite0 features of the stretched photo, flip TTA,
   L2 chosen by inner CV (the baseline to beat);
 * ``fewshot``: :mod:`classifier.fewshot`;
+* ``fewshot-ft``: the same, then LP-FT (:mod:`classifier.finetune`) with its epoch count chosen inside each
+  training fold (``FewShotConfig.finetune_epochs``, or ``DEFAULT_FINETUNE_EPOCHS`` when that is 0);
 * ``full``: today's fine-tuning (:mod:`classifier.train`, its defaults), trained per fold.
 """
 
@@ -24,14 +26,14 @@ import numpy as np
 import pandas as pd
 
 from camtrap.labels import COLUMNS
-from classifier.config import ClassifierTrainConfig, FewShotConfig
+from classifier.config import DEFAULT_FINETUNE_EPOCHS, ClassifierTrainConfig, FewShotConfig
 from classifier.data import SampleSet
 from classifier.spec import ResizePolicy
 
 __all__ = ["CV_RECIPES", "RecipeScores", "cross_validate", "scores_of", "format_table"]
 
 log = logging.getLogger(__name__)
-CV_RECIPES = ("linear-probe", "fewshot", "full")
+CV_RECIPES = ("linear-probe", "fewshot", "fewshot-ft", "full")
 LINEAR_PROBE_KEY = (("efficientnet_lite0",), ResizePolicy.STRETCH)
 LINEAR_PROBE_L2 = (3e-3, 0.01, 0.03, 0.1, 0.3)
 
@@ -87,23 +89,32 @@ def _linear_probe(samples, index, folds, embedded, cfg) -> tuple[np.ndarray, dic
     return out, {"l2": chosen}
 
 
-def _fewshot(samples, index, folds, embedded, cfg) -> tuple[np.ndarray, dict]:
-    from classifier.fewshot import choose, fit_temperature
-    from classifier.probe import fit_head, head_logits, probs_of
+def _fewshot(samples, index, folds, embedded, cfg, *, finetune: bool = False, cache_dir: Path | None = None,
+             device: str = "cpu") -> tuple[np.ndarray, dict]:  # fmt: skip
+    from classifier.fewshot import choose, finetune_model, finetune_schedule, fit_temperature
+    from classifier.probe import ProbeClassifier, fit_head, head_logits, probs_of
 
     targets, out, chosen = samples.targets(), np.zeros((len(samples.samples), len(samples.classes))), []
     raw = np.zeros_like(out)
     for f in np.unique(folds[index]):
         train, test = index[folds[index] != f], index[folds[index] == f]
         setting, oof = choose(samples, train, cfg, embedded)
+        emb, epochs = embedded[setting.key], 0
+        if finetune:
+            epochs, ft_oof, pixels = finetune_schedule(samples, train, setting, emb, cfg, cache_dir, device)
+            oof = ft_oof if epochs else oof
         t = fit_temperature(oof, targets[train], samples.multilabel)
-        emb = embedded[setting.key]
         fit = fit_head(emb, targets, train, l2=setting.l2, use_prior=cfg.use_prior, multilabel=samples.multilabel)
         logits = head_logits(fit, emb, test)
+        if epochs:
+            model = fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
+                                                  multilabel=samples.multilabel, pretrained=True))  # fmt: skip
+            logits = finetune_model(model, samples, train, setting, pixels, epochs, cfg, device, eval_index=test)
         out[test] = probs_of(logits, multilabel=samples.multilabel, temperature=t)
         raw[test] = probs_of(logits, multilabel=samples.multilabel)
         chosen.append({"backbones": "+".join(setting.backbones), "resize": setting.resize.value, "l2": setting.l2,
-                       "temperature": round(t, 3), "alpha": round(fit.alpha, 3)})  # fmt: skip
+                       "temperature": round(t, 3), "alpha": round(fit.alpha, 3),
+                       "finetune_epochs": epochs})  # fmt: skip
     return out, {"folds": chosen, "uncalibrated": raw}
 
 
@@ -144,19 +155,30 @@ def cross_validate(samples: SampleSet, recipes: tuple[str, ...] = CV_RECIPES, *,
     results = []
     for recipe in recipes:
         say(f"cross-validating {recipe} ({folds} group folds, {len(index)} photos)")
-        if recipe == "linear-probe":
-            probs, notes = _linear_probe(samples, index, fold, embedded, cfg)
-        elif recipe == "fewshot":
-            probs, notes = _fewshot(samples, index, fold, embedded, cfg)
-            raw = notes.pop("uncalibrated")
-            uncal = scores_of(recipe, raw[index], targets[index], samples.classes)
+        probs, notes = _run(recipe, samples, index, fold, embedded, cfg, cache_dir, device)
+        if "uncalibrated" in notes:
+            uncal = scores_of(recipe, notes.pop("uncalibrated")[index], targets[index], samples.classes)
             notes.update(log_loss_uncalibrated=uncal.log_loss, ece_uncalibrated=uncal.ece)
-        elif recipe == "full":
-            probs, notes = _full(samples, index, fold, cache_dir, device)
-        else:
-            raise ValueError(f"unknown recipe {recipe!r}; choose from {CV_RECIPES}")
         results.append(scores_of(recipe, probs[index], targets[index], samples.classes, notes))
     return results
+
+
+def _run(recipe: str, samples: SampleSet, index: np.ndarray, fold: np.ndarray, embedded: dict, cfg: FewShotConfig,
+         cache_dir: Path, device: str | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """Out-of-fold probabilities of one recipe, and its notes."""
+    from camtrap.devices import resolve_device
+
+    if recipe == "linear-probe":
+        return _linear_probe(samples, index, fold, embedded, cfg)
+    if recipe == "fewshot":
+        return _fewshot(samples, index, fold, embedded, cfg)
+    if recipe == "fewshot-ft":
+        epochs = cfg.finetune_epochs or DEFAULT_FINETUNE_EPOCHS
+        return _fewshot(samples, index, fold, embedded, dataclasses.replace(cfg, finetune_epochs=epochs),
+                        finetune=True, cache_dir=cache_dir, device=resolve_device(device))  # fmt: skip
+    if recipe == "full":
+        return _full(samples, index, fold, cache_dir, device)
+    raise ValueError(f"unknown recipe {recipe!r}; choose from {CV_RECIPES}")
 
 
 def format_table(results: list[RecipeScores]) -> str:

@@ -33,7 +33,8 @@ from classifier.probe import Embeddings, ProbeClassifier, embed, fit_head, head_
 from classifier.spec import ModelSpec, ResizePolicy
 
 __all__ = ["FewShotConfig", "Setting", "group_folds", "embeddings", "out_of_fold", "choose", "fit_temperature",
-           "calibration_error", "candidate_settings", "fit_setting"]  # fmt: skip
+           "calibration_error", "candidate_settings", "fit_setting", "finetune_schedule", "finetune_model",
+           "setting_pixels"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +206,44 @@ def fit_setting(samples: SampleSet, index: np.ndarray, setting: Setting, emb: Em
     spec = _spec(samples, setting.backbones, setting.resize, setting.input_size)
     spec = dataclasses.replace(spec, temperature=temperature)
     return model, spec, report
+
+
+def setting_pixels(samples: SampleSet, setting: Setting, cache_dir: Path) -> np.ndarray:
+    """Every sample decoded (once, cached) at ``setting``'s input size and framing: N x H x W x 3 uint8."""
+    return decode_cached(samples, _spec(samples, setting.backbones, setting.resize, setting.input_size), cache_dir)[0]
+
+
+def finetune_schedule(samples: SampleSet, index: np.ndarray, setting: Setting, emb: Embeddings, cfg: FewShotConfig,
+                      cache_dir: Path, device: str = "cpu") -> tuple[int, np.ndarray, np.ndarray]:  # fmt: skip
+    """LP-FT (:mod:`classifier.finetune`) for ``setting`` on samples ``index``: the epoch count chosen by group CV,
+    its out-of-fold logits, and the decoded pixels (for :func:`finetune_model`)."""
+    from classifier.finetune import choose_epochs
+
+    spec = _spec(samples, setting.backbones, setting.resize, setting.input_size)
+    pixels = setting_pixels(samples, setting, cache_dir)
+
+    def build(fit):
+        return fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
+                                             multilabel=samples.multilabel, pretrained=True))  # fmt: skip
+
+    def loss(logits: np.ndarray, targets: np.ndarray) -> float:
+        return _log_loss(probs_of(logits, multilabel=samples.multilabel), targets, samples.multilabel)
+
+    epochs, oof = choose_epochs(build, emb, pixels, samples.targets(), index,
+                                [samples.samples[i].group for i in index], cfg, l2=setting.l2,
+                                normalise=(spec.mean, spec.std), multilabel=samples.multilabel, log_loss=loss,
+                                device=device)  # fmt: skip
+    return epochs, oof, pixels
+
+
+def finetune_model(model: ProbeClassifier, samples: SampleSet, index: np.ndarray, setting: Setting,
+                   pixels: np.ndarray, epochs: int, cfg: FewShotConfig, device: str = "cpu",
+                   eval_index: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
+    """``model`` (a fitted probe) fine-tuned in place on samples ``index`` for ``epochs`` epochs; returns the
+    (2, n, C) logits of samples ``eval_index`` afterwards (None without)."""
+    from classifier.finetune import finetune
+
+    info = BACKBONES[setting.backbones[0]]
+    history = finetune(model, pixels, samples.targets(), index, cfg, l2=setting.l2, epochs=epochs,
+                       normalise=(info.mean, info.std), device=device, eval_index=eval_index)  # fmt: skip
+    return history[-1] if history else None

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from classifier.backbones import BACKBONES, create, imagenet_categories, split_head
 from classifier.imagenet_prior import NO_HINT_LOGP, hint_matrix
 
-__all__ = ["ProbeClassifier", "ProbeFit", "Embeddings", "embed", "fit_head", "head_logits", "probs_of"]
+__all__ = ["ProbeClassifier", "ProbeFit", "Embeddings", "embed", "fit_head", "head_logits", "probs_of",
+           "training_loss"]
 
 
 class ProbeClassifier(nn.Module):
@@ -113,7 +114,8 @@ class ProbeFit:
         return model
 
 
-def _loss(z: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
+def training_loss(z: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """The head's data term: mean cross-entropy against (soft) one-hot targets, or binary for multi-label."""
     if multilabel:
         return F.binary_cross_entropy_with_logits(z, y)
     return -(y * F.log_softmax(z, dim=1)).sum(dim=1).mean()
@@ -135,7 +137,7 @@ def fit_head(emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, l2: flo
 
     def closure():
         opt.zero_grad()
-        loss = _loss(xs @ w + b + a * prior, y, multilabel) + l2 * ((w**2).sum() + (b**2).sum())
+        loss = training_loss(xs @ w + b + a * prior, y, multilabel) + l2 * ((w**2).sum() + (b**2).sum())
         loss.backward()
         return loss
 

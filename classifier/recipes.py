@@ -35,6 +35,23 @@ def resolve_recipe(samples: SampleSet, cfg: ClassifierTrainConfig) -> str:
     return recipe
 
 
+def _fit(samples: SampleSet, index: np.ndarray, setting, emb, oof: np.ndarray, cfg: ClassifierTrainConfig,
+         cache_dir: Path) -> tuple:  # fmt: skip
+    """The chosen setting's head fitted on every sample, then fine-tuned for the epochs group CV chose (LP-FT,
+    when ``cfg.fewshot.finetune_epochs``); returns (model, spec, report, out-of-fold logits, epochs)."""
+    from camtrap.devices import resolve_device
+    from classifier.fewshot import finetune_model, finetune_schedule, fit_setting
+
+    epochs, device = 0, resolve_device(cfg.device)
+    if cfg.fewshot.finetune_epochs:
+        epochs, ft_oof, pixels = finetune_schedule(samples, index, setting, emb, cfg.fewshot, cache_dir, device)
+        oof = ft_oof if epochs else oof
+    model, spec, report = fit_setting(samples, index, setting, emb, oof, use_prior=cfg.fewshot.use_prior)
+    if epochs:
+        finetune_model(model, samples, index, setting, pixels, epochs, cfg.fewshot, device)
+    return model, spec, report, oof, epochs
+
+
 def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, cache_dir: Path,
                   progress: Callable[[str, int, int], Callable[[int], None]] | None = None):
     """Choose backbone, framing and L2 by group CV on ``samples``, fit the head on all of them, calibrate, and
@@ -43,7 +60,7 @@ def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, 
 
     import torch
 
-    from classifier.fewshot import candidate_settings, choose, embeddings, fit_setting
+    from classifier.fewshot import candidate_settings, choose, embeddings
     from classifier.probe import probs_of
     from classifier.spec import CHECKPOINT_FORMAT
     from classifier.train import TrainResult, class_metrics
@@ -59,13 +76,14 @@ def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, 
     if len(index) < 2:
         raise ValueError("the few-shot recipe needs at least two readable samples")
     setting, oof = choose(samples, index, fcfg, embedded, settings=settings)
-    model, spec, report = fit_setting(samples, index, setting, embedded[setting.key], oof, use_prior=fcfg.use_prior)
+    model, spec, report, oof, epochs = _fit(samples, index, setting, embedded[setting.key], oof, cfg, cache_dir)
     targets = samples.targets()[index]
     metrics = class_metrics(probs_of(oof, multilabel=samples.multilabel, temperature=spec.temperature), targets,
                             samples.classes)  # fmt: skip
     summary = {"recipe": "fewshot", "source": samples.source, "train_samples": int(len(index)),
                "unreadable": int((~ok).sum()), "backbone": "+".join(setting.backbones), "resize": setting.resize.value,
-               "l2": setting.l2, "cv_folds": fcfg.folds, "cv_top1": metrics["top1"], **report}  # fmt: skip
+               "l2": setting.l2, "finetune_epochs": epochs, "cv_folds": fcfg.folds, "cv_top1": metrics["top1"],
+               **report}  # fmt: skip
     spec = dataclasses.replace(spec, training=summary)
     history = ({"epoch": 1, "val_top1": metrics["top1"], "per_class": metrics["per_class"], **report},)
     out.parent.mkdir(parents=True, exist_ok=True)

