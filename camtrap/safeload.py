@@ -24,7 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UntrustedFileError", "ModelFileError", "pickle_globals", "load_torch_file", "resolve_global"]
+__all__ = ["UntrustedFileError", "ModelFileError", "pickle_globals", "load_torch_file", "resolve_global",
+           "module_class_allowlist"]
+
+PLAIN_GLOBALS = frozenset({"collections.OrderedDict", "builtins.set", "__builtin__.set", "torch.Size"})
 
 
 class ModelFileError(ValueError):
@@ -63,6 +66,26 @@ def resolve_global(name: str) -> Any:
     """The object a pickle global names (its module is imported; the caller has allowlisted it)."""
     module, _, attr = name.rpartition(".")
     return getattr(importlib.import_module(module), attr)
+
+
+def module_class_allowlist(trees: tuple[str, ...], *, min_dots: int = 0) -> Callable[[str], bool]:
+    """An ``allow`` for :func:`load_torch_file`: plain containers, and ``torch.nn.Module`` classes whose names
+    start with one of ``trees`` (and have at least ``min_dots`` dots)."""
+
+    def allow(name: str) -> bool:
+        if name in PLAIN_GLOBALS:
+            return True
+        if not name.startswith(trees) or name.count(".") < min_dots:
+            return False
+        try:
+            import torch
+
+            obj = resolve_global(name)
+        except (ImportError, AttributeError):
+            return False
+        return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+
+    return allow
 
 
 def load_torch_file(path: str | os.PathLike[str], *, allow: Callable[[str], bool] | None = None,

@@ -91,8 +91,8 @@ def _linear_probe(samples, index, folds, embedded, cfg) -> tuple[np.ndarray, dic
 
 def _fewshot(samples, index, folds, embedded, cfg, *, finetune: bool = False, cache_dir: Path | None = None,
              device: str = "cpu") -> tuple[np.ndarray, dict]:  # fmt: skip
-    from classifier.fewshot import choose, finetune_model, finetune_schedule, fit_temperature
-    from classifier.probe import ProbeClassifier, fit_head, head_logits, probs_of
+    from classifier.fewshot import choose, finetune_model, finetune_schedule, fit_temperature, probe_model
+    from classifier.probe import fit_head, head_logits, probs_of
 
     targets, out, chosen = samples.targets(), np.zeros((len(samples.samples), len(samples.classes))), []
     raw = np.zeros_like(out)
@@ -107,9 +107,8 @@ def _fewshot(samples, index, folds, embedded, cfg, *, finetune: bool = False, ca
         fit = fit_head(emb, targets, train, l2=setting.l2, use_prior=cfg.use_prior, multilabel=samples.multilabel)
         logits = head_logits(fit, emb, test)
         if epochs:
-            model = fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
-                                                  multilabel=samples.multilabel, pretrained=True))  # fmt: skip
-            logits = finetune_model(model, samples, train, setting, pixels, epochs, cfg, device, eval_index=test)
+            logits = finetune_model(probe_model(samples, setting, fit), samples, train, setting, pixels, epochs, cfg,
+                                    device, eval_index=test)  # fmt: skip
         out[test] = probs_of(logits, multilabel=samples.multilabel, temperature=t)
         raw[test] = probs_of(logits, multilabel=samples.multilabel)
         chosen.append({"backbones": "+".join(setting.backbones), "resize": setting.resize.value, "l2": setting.l2,

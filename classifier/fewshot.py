@@ -29,12 +29,12 @@ import numpy as np
 from classifier.backbones import BACKBONES, lite_weights_installed
 from classifier.config import FewShotConfig
 from classifier.data import SampleSet, decode_cached
-from classifier.probe import Embeddings, ProbeClassifier, embed, fit_head, head_logits, probs_of
+from classifier.probe import Embeddings, ProbeClassifier, ProbeFit, embed, fit_head, head_logits, probs_of
 from classifier.spec import ModelSpec, ResizePolicy
 
 __all__ = ["FewShotConfig", "Setting", "group_folds", "embeddings", "out_of_fold", "choose", "fit_temperature",
            "calibration_error", "candidate_settings", "fit_setting", "finetune_schedule", "finetune_model",
-           "setting_pixels"]  # fmt: skip
+           "setting_pixels", "probe_model"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +201,22 @@ def fit_setting(samples: SampleSet, index: np.ndarray, setting: Setting, emb: Em
     if not samples.multilabel:
         report.update(ece=calibration_error(before, targets[index]),
                       ece_calibrated=calibration_error(after, targets[index]))  # fmt: skip
-    model = fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
-                                          multilabel=samples.multilabel, pretrained=True))  # fmt: skip
+    model = probe_model(samples, setting, fit)
     spec = _spec(samples, setting.backbones, setting.resize, setting.input_size)
     spec = dataclasses.replace(spec, temperature=temperature)
     return model, spec, report
+
+
+def probe_model(samples: SampleSet, setting: Setting, fit: ProbeFit) -> ProbeClassifier:
+    """A pretrained :class:`ProbeClassifier` for ``setting`` holding the fitted head ``fit``."""
+    return fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
+                                         multilabel=samples.multilabel, pretrained=True))  # fmt: skip
+
+
+def _normalise(setting: Setting) -> tuple[tuple, tuple]:
+    """The (mean, std) the setting's model input is normalised with (its first backbone's, as in its spec)."""
+    info = BACKBONES[setting.backbones[0]]
+    return info.mean, info.std
 
 
 def setting_pixels(samples: SampleSet, setting: Setting, cache_dir: Path) -> np.ndarray:
@@ -219,19 +230,17 @@ def finetune_schedule(samples: SampleSet, index: np.ndarray, setting: Setting, e
     its out-of-fold logits, and the decoded pixels (for :func:`finetune_model`)."""
     from classifier.finetune import choose_epochs
 
-    spec = _spec(samples, setting.backbones, setting.resize, setting.input_size)
     pixels = setting_pixels(samples, setting, cache_dir)
 
-    def build(fit):
-        return fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
-                                             multilabel=samples.multilabel, pretrained=True))  # fmt: skip
+    def build(fit: ProbeFit) -> ProbeClassifier:
+        return probe_model(samples, setting, fit)
 
     def loss(logits: np.ndarray, targets: np.ndarray) -> float:
         return _log_loss(probs_of(logits, multilabel=samples.multilabel), targets, samples.multilabel)
 
     epochs, oof = choose_epochs(build, emb, pixels, samples.targets(), index,
                                 [samples.samples[i].group for i in index], cfg, l2=setting.l2,
-                                normalise=(spec.mean, spec.std), multilabel=samples.multilabel, log_loss=loss,
+                                normalise=_normalise(setting), multilabel=samples.multilabel, log_loss=loss,
                                 device=device)  # fmt: skip
     return epochs, oof, pixels
 
@@ -243,7 +252,6 @@ def finetune_model(model: ProbeClassifier, samples: SampleSet, index: np.ndarray
     (2, n, C) logits of samples ``eval_index`` afterwards (None without)."""
     from classifier.finetune import finetune
 
-    info = BACKBONES[setting.backbones[0]]
     history = finetune(model, pixels, samples.targets(), index, cfg, l2=setting.l2, epochs=epochs,
-                       normalise=(info.mean, info.std), device=device, eval_index=eval_index)  # fmt: skip
+                       normalise=_normalise(setting), device=device, eval_index=eval_index)  # fmt: skip
     return history[-1] if history else None

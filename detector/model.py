@@ -27,7 +27,7 @@ import numpy as np
 
 from camtrap.devices import onnx_metadata, onnx_session, resolve_device
 from camtrap.geometry import Letterbox
-from camtrap.safeload import ModelFileError, UntrustedFileError, load_torch_file, resolve_global
+from camtrap.safeload import ModelFileError, UntrustedFileError, load_torch_file, module_class_allowlist
 
 __all__ = ["DetectorSpec", "DetectorFormatError", "UntrustedFileError", "Detector", "load", "offline_ultralytics",
            "write_spec", "read_spec", "export_onnx", "checkpoint_format", "load_checkpoint", "is_model_class"]
@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 SPEC_KEY = "hakuna_detector_spec"
 TRUST_ADVICE = ("Use the model's ONNX export, or pass --trust-model if you trust where the file came from.")
 _MODEL_TREES = ("ultralytics.nn.modules.", "ultralytics.nn.tasks.", "torch.nn.modules.")
-_PLAIN = {"collections.OrderedDict", "builtins.set", "__builtin__.set", "torch.Size"}
+# The allowlist for detector pickles: torch.nn and ultralytics module classes, and plain containers.
+is_model_class = module_class_allowlist(_MODEL_TREES, min_dots=3)
 
 
 @dataclass(frozen=True)
@@ -113,21 +114,6 @@ def checkpoint_format(path: Path) -> str:
     if "models" in modules or "yolov5" in modules:
         return "yolov5"
     return "unknown"
-
-
-def is_model_class(name: str) -> bool:
-    """The allowlist for detector pickles: torch.nn and ultralytics module classes, and plain containers."""
-    if name in _PLAIN:
-        return True
-    if not name.startswith(_MODEL_TREES) or name.count(".") < 3:
-        return False
-    try:
-        import torch
-
-        obj = resolve_global(name)
-    except (ImportError, AttributeError):
-        return False
-    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
 
 
 def _registry_trusts(path: Path) -> bool:

@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from camtrap.safeload import ModelFileError, load_torch_file, resolve_global
+from camtrap.safeload import ModelFileError, load_torch_file, module_class_allowlist
 
 __all__ = ["available", "aliases", "is_yolov5_class", "load_checkpoint", "module_of", "to_common_layout",
            "export_onnx", "INSTALL_HINT"]  # fmt: skip
 
 INSTALL_HINT = "YOLOv5-format detectors need the yolov5 package: pip install 'hakuna[mdv5]'"
 _TREES = ("yolov5.models.", "models.", "torch.nn.modules.")
-_PLAIN = {"collections.OrderedDict", "builtins.set", "__builtin__.set", "torch.Size"}
+# The allowlist for YOLOv5 pickles: YOLOv5's and torch.nn's module classes, and plain containers.
+is_yolov5_class = module_class_allowlist(_TREES)
 
 
 def available() -> bool:
@@ -56,21 +57,6 @@ def aliases() -> Iterator[None]:
     finally:
         for name in added:
             sys.modules.pop(name, None)
-
-
-def is_yolov5_class(name: str) -> bool:
-    """The allowlist for YOLOv5 pickles: YOLOv5's and torch.nn's module classes, and plain containers."""
-    if name in _PLAIN:
-        return True
-    if not name.startswith(_TREES):
-        return False
-    try:
-        import torch
-
-        obj = resolve_global(name)
-    except (ImportError, AttributeError):
-        return False
-    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, trust: bool = False, advice: str = "") -> dict:

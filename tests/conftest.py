@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,26 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (set HAKUNA_SHARED to the shared/ folder to run this test)")
     return path
+
+
+def hakuna_command(*args: str) -> list[str]:
+    """The command line that runs ``hakuna ARGS`` in a child process with this interpreter (for kill tests)."""
+    return [sys.executable, "-c", "import sys; from submission.cli import main; sys.exit(main())", *args]
+
+
+def send_range_headers(handler, body: bytes) -> int:
+    """Answer a test HTTP server's GET for ``body``: 206 with Content-Range when it asked for ``Range: bytes=N-``,
+    else 200; sends the headers and returns the first byte to send."""
+    start = 0
+    if rng := handler.headers.get("Range"):
+        start = int(rng.split("=")[1].split("-")[0])
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+    else:
+        handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body) - start))
+    handler.end_headers()
+    return start
 
 
 def make_random_detector(folder: Path, input_size: int = 256) -> Path:

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -22,6 +21,7 @@ from camtrap.labels import COLUMNS
 from camtrap.lila_fetch import IMAGES_PREFIX, season_archive
 from camtrap.synth import SynthConfig, generate
 from submission.cli import main
+from tests.conftest import hakuna_command, send_range_headers
 
 
 def _fake_lila(tmp: Path) -> tuple[Path, dict]:
@@ -70,16 +70,9 @@ class _Handler(SimpleHTTPRequestHandler):
             return
         time.sleep(type(self).delay_s)
         body = path.read_bytes()
-        start = 0
         if rng := self.headers.get("Range"):
             type(self).ranges.append((rel, rng))
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
+        start = send_range_headers(self, body)
         if rel in type(self).cut_once:
             type(self).cut_once.discard(rel)
             self.wfile.write(body[start : start + len(body) // 2])
@@ -145,9 +138,8 @@ def test_killed_run_resumes_without_refetching(lila_server, tmp_path):
     url, _, originals = lila_server
     _Handler.delay_s = 0.05
     out = tmp_path / "out"
-    code = "import sys; from submission.cli import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, *_args(url, out, "--workers", "2")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(hakuna_command(*_args(url, out, "--workers", "2")), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
     train = out / "train"
     deadline = time.time() + 60
     while time.time() < deadline and len(list(train.rglob("*.JPG"))) < 8:

@@ -4,14 +4,14 @@ learning as well as one, and a killed run resumed."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
 from classifier.distributed import BalancedDistributedSampler, Dist
-from tests.classifier.test_training import _csv
+from tests.classifier.test_training import _csv, wait_for_epoch
+from tests.conftest import hakuna_command
 
 
 def test_sampler_shares_one_draw_between_processes():
@@ -74,14 +74,9 @@ def _alive(pid: int) -> bool:
 def test_killed_distributed_run_resumes(tmp_path):
     csv = _csv(tmp_path, n_per_class=40)
     out, last = tmp_path / "m.pt", tmp_path / "m.last.pt"
-    code = "import sys; from submission.cli import main; sys.exit(main())"
-    args = [sys.executable, "-c", code, *_train_args(csv, out, "--epochs", "6", "--nproc-per-node", "2")]
+    args = hakuna_command(*_train_args(csv, out, "--epochs", "6", "--nproc-per-node", "2"))
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:
-            break
-        time.sleep(0.2)
+    wait_for_epoch(last, proc, timeout=300)
     workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

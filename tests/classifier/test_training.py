@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,17 +66,22 @@ print("EPOCHS", [h["epoch"] for h in r.history])
 """
 
 
+def wait_for_epoch(last: Path, proc: subprocess.Popen, *, timeout: float) -> None:
+    """Until the resumable checkpoint ``last`` holds a finished epoch (or ``proc`` ends, or time runs out)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:
+            return
+        time.sleep(0.1)
+
+
 def test_kill_9_then_resume_continues(tmp_path):
     csv = _csv(tmp_path, n_per_class=40)
     out, cache = tmp_path / "m.pt", tmp_path / "cache"
     last = tmp_path / "m.last.pt"
     args = [sys.executable, "-c", SCRIPT, str(csv), str(out), str(cache)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:
-            break
-        time.sleep(0.1)
+    wait_for_epoch(last, proc, timeout=240)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     state = torch.load(last, weights_only=True)

@@ -15,6 +15,7 @@ from camtrap.frames import folder_frames, frame_ref
 from camtrap.mdjson import read_results, validate
 from detector.model import DetectorFormatError, DetectorSpec, load
 from detector.predict import DetectConfig, detect_files, postprocess
+from tests.conftest import hakuna_command
 
 
 def test_postprocess_maps_boxes_back():
@@ -95,10 +96,6 @@ def test_yolov5_checkpoint_gets_clear_message(tmp_path):
         load(tmp_path / "nope.pt")
 
 
-def _hakuna(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from submission.cli import main; sys.exit(main())", *args]
-
-
 def test_kill_9_then_resume_equals_uninterrupted(random_detector, tmp_path):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
@@ -107,10 +104,11 @@ def test_kill_9_then_resume_equals_uninterrupted(random_detector, tmp_path):
         Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(imgs / f"f{i:03d}.jpg")
     common = ["detect", "--model", str(random_detector), "--images", str(imgs), "--batch-size", "2",
               "--workers", "0", "--device", "cpu", "--no-progress", "--checkpoint-every", "10"]  # fmt: skip
-    subprocess.run(_hakuna(*common, "--out", str(tmp_path / "full.json")), check=True, capture_output=True)
+    subprocess.run(hakuna_command(*common, "--out", str(tmp_path / "full.json")), check=True, capture_output=True)
     out = tmp_path / "killed.json"
     ckpt = out.with_name(out.name + ".checkpoint.json")
-    proc = subprocess.Popen(_hakuna(*common, "--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(hakuna_command(*common, "--out", str(out)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -119,6 +117,6 @@ def test_kill_9_then_resume_equals_uninterrupted(random_detector, tmp_path):
     assert ckpt.exists() and not out.exists(), "killed before finishing, after a checkpoint"
     partial = json.loads(ckpt.read_text())
     assert validate(partial) == [] and 10 <= len(partial["images"]) < 120
-    subprocess.run(_hakuna(*common, "--out", str(out), "--resume"), check=True, capture_output=True)
+    subprocess.run(hakuna_command(*common, "--out", str(out), "--resume"), check=True, capture_output=True)
     assert out.read_bytes() == (tmp_path / "full.json").read_bytes()
     assert not ckpt.exists()

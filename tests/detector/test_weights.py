@@ -9,6 +9,7 @@ import pytest
 from camtrap.download import DownloadError, download
 from detector import weights
 from detector.weights import Release, fetch
+from tests.conftest import send_range_headers
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -22,17 +23,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         body = PAYLOAD if self.path != "/corrupt.pt" else PAYLOAD[:-1] + b"X"
-        start = 0
-        rng = self.headers.get("Range")
-        type(self).requests.append(rng)
-        if rng:
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
+        type(self).requests.append(self.headers.get("Range"))
+        start = send_range_headers(self, body)
         chunk = body[start:]
         cut = type(self).drop_after
         if cut is not None:

@@ -19,6 +19,7 @@ import pytest
 from camtrap.mdjson import read_results
 from camtrap.metric import read_submission
 from submission.cli import main
+from tests.conftest import hakuna_command
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray", reason="Ray is installed by `make test` (the dev extra)")
@@ -139,8 +140,7 @@ def _classify_on_ray_equals_local(cluster, images, classifier, results, tmp_path
 
 
 def _hakuna(args: list[str]) -> subprocess.Popen:
-    code = "import sys; from submission.cli import main; sys.exit(main())"
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    return subprocess.Popen(hakuna_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})  # fmt: skip
 
 
