@@ -27,7 +27,7 @@ import pandas as pd
 
 from camtrap.labels import COLUMNS
 from classifier.config import DEFAULT_FINETUNE_EPOCHS, ClassifierTrainConfig, FewShotConfig
-from classifier.data import SampleSet
+from classifier.data import SampleError, SampleSet
 from classifier.spec import ResizePolicy
 
 __all__ = ["CV_RECIPES", "RecipeScores", "cross_validate", "scores_of", "format_table"]
@@ -150,6 +150,9 @@ def cross_validate(samples: SampleSet, recipes: tuple[str, ...] = CV_RECIPES, *,
         say(f"features: {'+'.join(backbones)}, {resize.value}")
         embedded[(backbones, resize)], ok = embeddings(samples, backbones, resize, cache_dir)
     index = np.flatnonzero(ok)
+    if len(index) < 2:
+        raise SampleError(f"cross-validation needs at least two readable photos ({len(index)} of "
+                          f"{len(samples.samples)} could be read)")
     targets = samples.targets()
     results = []
     for recipe in recipes:

@@ -32,10 +32,14 @@ from camtrap.mdjson import DetectionResults
 from camtrap.stream import ordered_map
 from classifier.spec import ModelSpec
 
-__all__ = ["Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "correction_samples",
+__all__ = ["SampleError", "Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "correction_samples",
            "holdout_group_per_class", "decode_cached", "CORRECTION_COLUMNS", "CORRECTION_STATUSES"]
 
 log = logging.getLogger(__name__)
+
+
+class SampleError(ValueError):
+    """Training data that cannot train a model (no labels, too few readable images); the message says which."""
 CORRECTION_COLUMNS = ("crop_id", "file", "detection_index", "bbox", "predicted", "status", "label")
 """Columns of ``corrections.csv`` as the review site writes it (bbox: "x_min y_min width height", normalised)."""
 CORRECTION_STATUSES = ("unreviewed", "confirmed", "rejected", "relabelled")
@@ -76,7 +80,7 @@ def crop_samples(data: SequenceSet, results: DetectionResults, *, threshold: flo
     """Crops of animal detections (conf >= ``threshold``, the detector's animal threshold) in labelled non-empty
     sequences."""
     if data.labels is None:
-        raise ValueError("crop samples need labelled sequences")
+        raise SampleError("crop samples need labelled sequences (a training layout with train_labels.csv)")
     by_file = results.by_file()
     species = data.labels[list(SPECIES)]
     samples, multi, missing = [], 0, 0
@@ -104,7 +108,7 @@ def crop_samples(data: SequenceSet, results: DetectionResults, *, threshold: flo
 def frame_samples(data: SequenceSet) -> SampleSet:
     """Whole frames with their sequence's 54 columns (multi-label, for one-stage scoring)."""
     if data.labels is None:
-        raise ValueError("frame samples need labelled sequences")
+        raise SampleError("frame samples need labelled sequences (a training layout with train_labels.csv)")
     labels = data.labels.loc[data.frames["seq_id"], list(COLUMNS)].to_numpy(np.float32)
     frames = zip(data.frame_refs(), labels, data.frames["season"], data.frames["file_name"])
     samples = tuple(Sample(r, None, tuple(map(float, y)), _season_group(s), f) for r, y, s, f in frames)

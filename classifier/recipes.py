@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.config import FEWSHOT_MAX_PER_CLASS, ClassifierTrainConfig
-from classifier.data import SampleSet
+from classifier.data import SampleError, SampleSet
 
 __all__ = ["resolve_recipe", "train_fewshot"]
 
@@ -70,11 +70,13 @@ def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, 
     settings = candidate_settings(samples, fcfg)
     embedded, ok = {}, None
     for backbones, resize in dict.fromkeys(s.key for s in settings):
+        total = len(samples.samples) * len(backbones)  # each backbone embeds every sample
         embedded[(backbones, resize)], ok = embeddings(samples, backbones, resize, cache_dir,
-                                                       progress=bar("features", 0, len(samples.samples)))
+                                                       progress=bar("features", 0, total))
     index = np.flatnonzero(ok)
     if len(index) < 2:
-        raise ValueError("the few-shot recipe needs at least two readable samples")
+        raise SampleError(f"the few-shot recipe needs at least two readable samples ({len(index)} of "
+                          f"{len(samples.samples)} images could be read)")
     setting, oof = choose(samples, index, fcfg, embedded, settings=settings)
     model, spec, report, oof, epochs = _fit(samples, index, setting, embedded[setting.key], oof, cfg, cache_dir)
     targets = samples.targets()[index]

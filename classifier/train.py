@@ -32,7 +32,7 @@ from camtrap.safeload import load_torch_file
 from classifier.augment import CachedImages
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, create, head_parameters
 from classifier.config import ClassifierTrainConfig
-from classifier.data import SampleSet, decode_cached
+from classifier.data import SampleError, SampleSet, decode_cached
 from classifier.distributed import BalancedDistributedSampler, Dist
 from classifier.spec import CHECKPOINT_FORMAT, ModelSpec, ResizePolicy
 
@@ -164,7 +164,8 @@ def _setup(samples: SampleSet, cfg: ClassifierTrainConfig, cache_dir: Path, dist
     is_val = split_groups([s.group for s in samples.samples], cfg)
     train_idx, val_idx = np.flatnonzero(ok & ~is_val), np.flatnonzero(ok & is_val)
     if not len(train_idx):
-        raise ValueError("no readable training samples")
+        raise SampleError(f"no readable training samples ({int(ok.sum())} of {len(ok)} images could be read, "
+                          f"{int((ok & is_val).sum())} of them held out for validation)")
     name = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(f"cuda:{dist.rank}" if name == "cuda" and dist.world > 1 else name)
     model = create(cfg.backbone, len(spec.classes), cfg.pretrained).to(device)

@@ -22,7 +22,7 @@ COMMAND_MODULES = (data, demo, detect, classify, run, analysis)
 _USER_ERRORS = (("camtrap.fileio", "DataError"), ("camtrap.metric", "SubmissionError"),
                 ("camtrap.safeload", "ModelFileError"), ("fusion.model", "FusionMismatchError"),
                 ("detector.weights", "DownloadError"), ("classifier.backbones", "PretrainedUnavailable"),
-                ("submission.harness", "HarnessError"))  # fmt: skip
+                ("submission.harness", "HarnessError"), ("classifier.data", "SampleError"))  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

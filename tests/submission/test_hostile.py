@@ -158,6 +158,18 @@ def test_unreadable_inputs_and_outputs_are_one_line_errors(tmp_path, capsys, ran
     _one_line_error(capsys, code, "download of http://127.0.0.1:9/nothing.pt stopped")
 
 
+@pytest.mark.parametrize("command", [("classifier", "train", "--recipe", "fewshot"),
+                                     ("classifier", "train", "--recipe", "full"), ("classifier", "cv")])
+def test_photos_that_cannot_be_read_are_a_one_line_error(tmp_path, capsys, command):
+    csv = tmp_path / "photos.csv"
+    pd.DataFrame({"path": ["gone.jpg", "text.jpg"], "label": "zebra"}).to_csv(csv, index=False)
+    (tmp_path / "text.jpg").write_text("not an image")
+    out = ["--out", str(tmp_path / "m.pt"), "--no-progress"] if "train" in command else []
+    code = main([*command, "--images-csv", str(csv), *out, "--cache-dir", str(tmp_path / "cache"), "--device",
+                 "cpu"])  # fmt: skip
+    _one_line_error(capsys, code, "readable", "(0 of 2 ")
+
+
 def test_outputs_follow_the_umask(tmp_path):
     from camtrap.fileio import atomic_write_text
 
