@@ -103,7 +103,7 @@ def _child_new(data: Path, models: Path, device: str | None, decoder: str, worke
     from classifier.predict import load as load_classifier
     from detector.model import load as load_detector
     from fusion import FusionModel
-    from submission.pipeline import PipelineConfig, StageTimes, predict_submission
+    from hakuna.pipeline import PipelineConfig, StageTimes, predict_submission
 
     suffix = ".pt" if (models / "detector.pt").exists() else ".onnx"
     det = load_detector(models / f"detector{suffix}", device=device)
@@ -239,7 +239,7 @@ def main() -> None:  # noqa: PLR0915 - a script: one table
             old_models = _old_compatible(models, tmp / "old-models")
             tree = _old_worktree(args.baseline_ref, tmp / "old")
             try:
-                code = ("import json, sys, time; sys.path.insert(0, '.'); from submission.cli import main; "
+                code = ("import json, sys, time; sys.path.insert(0, '.'); from hakuna.cli import main; "
                         "t = time.perf_counter(); rc = main(sys.argv[1:]); "
                         f"print(json.dumps({{'wall': time.perf_counter() - t, 'rc': rc, 'peak_mb': {PEAK}}}))")
                 old_args = [sys.executable, "-c", code, "-q", "predict", "--data", str(out.test_data), "--detector",

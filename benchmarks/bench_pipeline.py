@@ -18,8 +18,8 @@ from classifier.predict import load as load_classifier
 from detector.model import load as load_detector
 from detector.predict import DetectConfig
 from fusion import FusionModel
-from submission.commands.run import print_times
-from submission.pipeline import PipelineConfig, StageTimes, predict_submission
+from hakuna.commands.run import print_times
+from hakuna.pipeline import PipelineConfig, StageTimes, predict_submission
 
 
 def main() -> None:

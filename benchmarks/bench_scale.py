@@ -28,7 +28,7 @@ def _models(args: argparse.Namespace, tmp: Path) -> Path:
 
 
 def _predict(data: Path, models: Path, out: Path, *extra: str) -> float:
-    from submission.cli import main
+    from hakuna.cli import main
 
     t0 = time.perf_counter()
     code = main(["-q", "predict", "--data", str(data), "--detector", str(models / "detector.pt"), "--classifier",
@@ -49,7 +49,7 @@ def main() -> None:
     import pandas as pd
 
     from camtrap.synth import SynthConfig, generate
-    from submission.ray_runner import connect
+    from hakuna.ray_runner import connect
 
     w, h = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:

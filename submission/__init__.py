@@ -1,1 +1,3 @@
-"""The runner: end-to-end prediction, the offline competition package, and the ``hakuna`` command line."""
+"""The offline competition package: building ``submission.zip`` (:mod:`submission.package`), the runner inside it
+(:mod:`submission.runner`) and the harness that runs a zip as the competition's container would
+(:mod:`submission.harness`)."""

@@ -20,6 +20,7 @@ __all__ = ["build_package", "RUNTIME_PACKAGES"]
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PACKAGES = ("camtrap", "detector", "classifier", "fusion", "submission")
+RUNTIME_FILES = ("hakuna/__init__.py", "hakuna/pipeline.py")  # the runner runs the application's pipeline
 _SKIP = ("camtrap/synth/",)  # not needed at run time
 MAIN = '''"""Hakuna submission: python main.py (reads ./data, writes ./submission.csv)."""
 import sys
@@ -61,6 +62,8 @@ def build_package(detector: Path, classifier: Path, fusion: Path, out: Path, *, 
                         rel = path.relative_to(ROOT).as_posix()
                         if not rel.startswith(_SKIP):
                             zf.write(path, f"code/{rel}")
+                for rel in RUNTIME_FILES:
+                    zf.write(ROOT / rel, f"code/{rel}")
                 zf.write(det, "assets/detector.onnx")
                 zf.write(clf, "assets/classifier.onnx")
                 zf.write(fusion, "assets/fusion.json")

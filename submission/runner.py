@@ -3,7 +3,7 @@
 Layout of the zip (see :mod:`submission.package`)::
 
     main.py                      calls run_packaged()
-    code/camtrap, code/detector, code/classifier, code/fusion, code/submission
+    code/camtrap, code/detector, code/classifier, code/fusion, code/submission, code/hakuna/pipeline.py
     assets/detector.onnx, assets/classifier.onnx, assets/fusion.json, assets/manifest.json
 
 It runs with onnxruntime (CUDA provider when there is a GPU, CPU otherwise) and the engine's PIL decoder
@@ -79,7 +79,7 @@ def run_packaged(root: Path, data_dir: Path | None = None, out_csv: Path | None 
         from classifier.predict import load as load_classifier
         from detector.model import load as load_detector
         from fusion import FusionModel
-        from submission.pipeline import PipelineConfig, StageTimes, predict_submission
+        from hakuna.pipeline import PipelineConfig, StageTimes, predict_submission
 
         detector = load_detector(assets / "detector.onnx")
         classifier = load_classifier(assets / "classifier.onnx")

@@ -23,7 +23,7 @@ def shared_path(*parts: str) -> Path:
 
 def hakuna_command(*args: str) -> list[str]:
     """The command line that runs ``hakuna ARGS`` in a child process with this interpreter (for kill tests)."""
-    return [sys.executable, "-c", "import sys; from submission.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", "import sys; from hakuna.cli import main; sys.exit(main())", *args]
 
 
 def send_range_headers(handler, body: bytes) -> int:
@@ -86,7 +86,7 @@ def pipeline_synth(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def trained_detector(detector_synth, tmp_path_factory: pytest.TempPathFactory):
     """A yolo11-tiny trained by `hakuna detector train` on ``detector_synth`` (a few CPU minutes, once)."""
-    from submission.cli import main
+    from hakuna.cli import main
 
     folder = tmp_path_factory.mktemp("detector")
     model = folder / "detector.pt"
@@ -114,7 +114,7 @@ def trained_classifier(pipeline_synth, truth_results, tmp_path_factory: pytest.T
     """EfficientNet-Lite0 (ImageNet-pretrained) fine-tuned by `hakuna classifier train` on the training seasons'
     crops (generator boxes), 128 px, 6 epochs (about three CPU minutes, once)."""
     from camtrap.mdjson import write_results
-    from submission.cli import main
+    from hakuna.cli import main
 
     folder = tmp_path_factory.mktemp("classifier")
     write_results(folder / "train_boxes.json", truth_results[0])
@@ -129,7 +129,7 @@ def trained_classifier(pipeline_synth, truth_results, tmp_path_factory: pytest.T
 @pytest.fixture(scope="session")
 def fitted_fusion(pipeline_synth, trained_detector, trained_classifier, tmp_path_factory: pytest.TempPathFactory):
     """Fusion fitted by `hakuna fit-fusion` on the pipeline data's validation season."""
-    from submission.cli import main
+    from hakuna.cli import main
 
     path = tmp_path_factory.mktemp("fusion") / "fusion.json"
     assert main(["fit-fusion", "--data", str(pipeline_synth.root), "--detector", str(trained_detector),

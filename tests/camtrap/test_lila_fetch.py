@@ -20,7 +20,7 @@ from camtrap.dataset import read_train
 from camtrap.labels import COLUMNS
 from camtrap.lila_fetch import IMAGES_PREFIX, season_archive
 from camtrap.synth import SynthConfig, generate
-from submission.cli import main
+from hakuna.cli import main
 from tests.conftest import hakuna_command, send_range_headers
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from camtrap.mdjson import read_results, to_json
 from camtrap.speciesnet import read_speciesnet
-from submission.cli import main
+from hakuna.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 MD_PATH = Path(os.environ.get("HAKUNA_MEGADETECTOR", ROOT / ".megadetector"))

@@ -36,7 +36,7 @@ def _train_args(csv, out, *extra):
 @pytest.mark.slow
 def test_two_processes_learn_as_well_as_one(tmp_path):
     from classifier.predict import read_checkpoint
-    from submission.cli import main
+    from hakuna.cli import main
 
     csv = _csv(tmp_path, n_per_class=60)
     assert main(_train_args(csv, tmp_path / "one.pt", "--epochs", "4")) == 0

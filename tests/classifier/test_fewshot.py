@@ -17,7 +17,7 @@ from classifier.fewshot import calibration_error, fit_temperature, group_folds
 from classifier.imagenet_prior import HINTS, hint_matrix
 from classifier.predict import classify_paths, load
 from classifier.train import train
-from submission.cli import main
+from hakuna.cli import main
 
 LITE0 = FewShotConfig(backbones=("efficientnet_lite0",), folds=3)
 KINDS = {"zebra": ("stripes", (240, 240, 240)), "buffalo": ("disc", (30, 30, 30)), "impala": ("square", (200, 120, 40))}

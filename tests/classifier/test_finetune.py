@@ -13,7 +13,7 @@ from classifier.config import ClassifierTrainConfig
 from classifier.data import csv_samples
 from classifier.finetune import layerwise_groups
 from classifier.probe import ProbeClassifier
-from submission.cli import main
+from hakuna.cli import main
 from tests.classifier.test_fewshot import KINDS, LITE0, _csv
 
 

@@ -77,7 +77,7 @@ def package_inference(pt: Path, paths: list[Path]) -> dict:
 
 
 def hakuna(pt: Path, work: Path, suffix: str) -> dict:
-    from submission.cli import main
+    from hakuna.cli import main
 
     out = work / f"results-{suffix}.json"
     assert main(["detect", "--model", str(pt), "--images", str(work / "imgs"), "--out", str(out), "--device", "cpu",

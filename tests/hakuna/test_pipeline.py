@@ -11,8 +11,8 @@ from camtrap.metric import per_class_log_loss, read_submission, validate_submiss
 from classifier.predict import load as load_classifier
 from fusion import FusionModel
 from fusion.fit import class_priors
-from submission.baselines import one_stage_submission, prior_submission
-from submission.cli import main
+from hakuna.baselines import one_stage_submission, prior_submission
+from hakuna.cli import main
 from submission.harness import run_submission
 from submission.package import build_package
 

@@ -13,7 +13,7 @@ from camtrap.mdjson import results_from_boxes
 from camtrap.results import CropPrediction
 from camtrap.synth import SynthConfig, generate
 from classifier.predict import with_classifications
-from submission.review import build_review
+from hakuna.review import build_review
 
 
 def _species_by_file(boxes_json):
@@ -137,7 +137,7 @@ def test_relabel_download_and_retrain(page, site, tmp_path):
     from camtrap.mdjson import DetectionResults
     from camtrap.results import Detection, FrameDetections
     from classifier.predict import classify_detections, load
-    from submission.cli import main
+    from hakuna.cli import main
 
     pg, errors, _, _ = page
     index = site[0]

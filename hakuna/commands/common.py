@@ -76,13 +76,13 @@ def add_ray(p: argparse.ArgumentParser) -> None:
 
 def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None, detector_path=None,
                classifier_path=None, detections=None, crop_threshold=None):
-    """A function computing frames' outcomes on the cluster (:mod:`submission.ray_runner`), shard by shard.
+    """A function computing frames' outcomes on the cluster (:mod:`hakuna.ray_runner`), shard by shard.
 
     ``detector`` None: a classify-only run on the boxes of ``detections`` (by file), cropped at ``crop_threshold``.
     """
     from camtrap.engine import DecodePlan
     from camtrap.shards import ShardStore
-    from submission.ray_runner import RayConfig, run_on_ray
+    from hakuna.ray_runner import RayConfig, run_on_ray
 
     store = ShardStore(args.shards_dir or args.out.with_name(args.out.name + ".shards"))
     cfg = RayConfig(address=None if args.address == "local" else args.address,

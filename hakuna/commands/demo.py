@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from submission.demo import DemoConfig, format_scores, run_demo
+from hakuna.demo import DemoConfig, format_scores, run_demo
 
 __all__ = ["register"]
 

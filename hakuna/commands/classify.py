@@ -12,8 +12,8 @@ from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.config import BALANCE_CHOICES as BALANCE
 from classifier.config import RECIPES
 from classifier.cv import CV_RECIPES
-from submission.commands import UsageError
-from submission.commands.common import (
+from hakuna.commands import UsageError
+from hakuna.commands.common import (
     add_device,
     add_engine,
     add_outside_root,

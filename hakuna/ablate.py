@@ -26,9 +26,9 @@ from camtrap.metric import per_class_log_loss
 from classifier.predict import load as load_classifier
 from detector.model import load as load_detector
 from fusion import FusionConfig, FusionModel, fuse_all
-from submission.baselines import one_stage_submission
-from submission.demo import DemoConfig, ensure_models
-from submission.pipeline import PipelineConfig, collect_evidence
+from hakuna.baselines import one_stage_submission
+from hakuna.demo import DemoConfig, ensure_models
+from hakuna.pipeline import PipelineConfig, collect_evidence
 
 __all__ = ["AblationRow", "roc_auc", "run_ablation"]
 
@@ -113,7 +113,7 @@ def run_ablation(data_root: Path, models: Path, out: Path, cfg: DemoConfig = Dem
 
 def _write(out: Path, rows: list[AblationRow], preds: dict[str, pd.DataFrame], labels: pd.DataFrame, models: Path,
            data_root: Path, cfg: DemoConfig, n_train: int) -> None:  # fmt: skip
-    from submission.report import ablation_markdown, ablation_plots
+    from hakuna.report import ablation_markdown, ablation_plots
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "ablation.json", [dataclasses.asdict(r) for r in rows])

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from submission.commands import UsageError
-from submission.commands.common import default_workers
+from hakuna.commands import UsageError
+from hakuna.commands.common import default_workers
 
 __all__ = ["register", "parse_size", "synthesize", "read_synth_dataset", "print_summary"]
 
@@ -166,7 +166,7 @@ def _lila(args: argparse.Namespace) -> int:
 def _speciesnet(args: argparse.Namespace) -> int:
     from camtrap.mdjson import write_results
     from camtrap.speciesnet import read_speciesnet
-    from submission.commands.common import out_path
+    from hakuna.commands.common import out_path
 
     out_path(args.out, "results file")
     results = read_speciesnet(args.predictions, base_folder=args.base_folder)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from camtrap.labels import COLUMNS
-from submission.cli import main
+from hakuna.cli import main
 from tests.camtrap.test_safeload import Payload, plain_payload
 from tests.conftest import make_random_detector
 
@@ -183,7 +183,7 @@ def test_outputs_follow_the_umask(tmp_path):
 
 def test_light_commands_do_not_import_torch(tmp_path):
     _labels(tmp_path)
-    code = ("import sys; from submission.cli import main; rc = main(['score', sys.argv[1], sys.argv[2]]); "
+    code = ("import sys; from hakuna.cli import main; rc = main(['score', sys.argv[1], sys.argv[2]]); "
             "print('torch' in sys.modules, 'ultralytics' in sys.modules); sys.exit(rc)")
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sub.csv"), str(tmp_path / "labels.csv")],
                          capture_output=True, text=True)  # fmt: skip

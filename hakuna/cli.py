@@ -1,5 +1,5 @@
 """The ``hakuna`` command: one console script, a subcommand per job.  Each subcommand only builds a config
-and calls a library function; the subcommands live in ``submission/commands/``.
+and calls a library function; the subcommands live in ``hakuna/commands/``.
 
 Errors a user can fix (a malformed file, a refused model, an unreadable path, an unwritable output) are printed
 as one line naming the file, with exit status 2; anything else is a bug and keeps its traceback.  Heavy
@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from submission.commands import UsageError, analysis, classify, data, demo, detect, run
+from hakuna.commands import UsageError, analysis, classify, data, demo, detect, run
 
 __all__ = ["main", "build_parser"]
 

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from submission.ablate import roc_auc, run_ablation
-from submission.cli import main
+from hakuna.ablate import roc_auc, run_ablation
+from hakuna.cli import main
 from tests.conftest import shared_path
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ import pytest
 
 from camtrap.mdjson import read_results
 from camtrap.metric import read_submission
-from submission.cli import main
+from hakuna.cli import main
 from tests.conftest import hakuna_command
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from submission.commands import UsageError
-from submission.commands.common import (
+from hakuna.commands import UsageError
+from hakuna.commands.common import (
     add_device,
     add_engine,
     add_outside_root,
@@ -93,7 +93,7 @@ def load_models(args: argparse.Namespace):
 
 
 def _pipeline_cfg(args: argparse.Namespace, **extra):
-    from submission.pipeline import PipelineConfig
+    from hakuna.pipeline import PipelineConfig
 
     return PipelineConfig(engine=engine_config(args), **extra)
 
@@ -104,7 +104,7 @@ def _fit_fusion(args: argparse.Namespace) -> int:
     from camtrap.dataset import read_train, season_split
     from fusion import FusionConfig, Pooling, fit
     from fusion.fit import class_priors
-    from submission.pipeline import collect_evidence
+    from hakuna.pipeline import collect_evidence
 
     out_path(args.out, "fusion file")
     data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
@@ -128,7 +128,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from camtrap.mdjson import write_results
     from fusion import FusionModel
-    from submission.pipeline import StageTimes, predict_submission
+    from hakuna.pipeline import StageTimes, predict_submission
 
     out_path(args.out, "submission file")
     if args.results:

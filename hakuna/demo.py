@@ -31,10 +31,10 @@ from detector.predict import DetectConfig, detect_files
 from detector.train import DetectorTrainConfig
 from fusion import fit
 from fusion.fit import class_priors
-from submission.baselines import one_stage_submission, prior_submission
+from hakuna.baselines import one_stage_submission, prior_submission
+from hakuna.pipeline import PipelineConfig, collect_evidence
 from submission.harness import run_submission
 from submission.package import build_package
-from submission.pipeline import PipelineConfig, collect_evidence
 
 __all__ = ["DemoConfig", "run_demo", "ensure_models", "format_scores"]
 

@@ -9,8 +9,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from submission.commands import UsageError
-from submission.commands.common import (
+from hakuna.commands import UsageError
+from hakuna.commands.common import (
     add_device,
     add_engine,
     add_outside_root,

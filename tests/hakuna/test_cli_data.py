@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from camtrap.labels import COLUMNS
-from submission.cli import main
+from hakuna.cli import main
 
 
 def _files(tmp_path, n=6):

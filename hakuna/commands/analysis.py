@@ -7,8 +7,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from submission.commands import UsageError
-from submission.commands.common import add_device, add_engine, add_outside_root, add_trust, engine_config
+from hakuna.commands import UsageError
+from hakuna.commands.common import add_device, add_engine, add_outside_root, add_trust, engine_config
 
 __all__ = ["register"]
 
@@ -51,7 +51,7 @@ def _review(args: argparse.Namespace) -> int:
     from camtrap.dataset import read_metadata
     from camtrap.mdjson import read_results
     from camtrap.metric import read_submission
-    from submission.review import ReviewConfig, build_review
+    from hakuna.review import ReviewConfig, build_review
 
     results = read_results(args.results)
     meta_path = args.metadata or (args.images / "test_metadata.csv")
@@ -70,9 +70,9 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from submission.ablate import run_ablation
-    from submission.demo import DemoConfig
-    from submission.report import ablation_table
+    from hakuna.ablate import run_ablation
+    from hakuna.demo import DemoConfig
+    from hakuna.report import ablation_table
 
     cfg = DemoConfig()
     cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, seed=args.seed))
@@ -84,9 +84,9 @@ def _ablate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from fusion import FusionModel
-    from submission.commands.run import load_models
-    from submission.evaluate import evaluate_predictions, images_csv_as_sequences
-    from submission.pipeline import PipelineConfig, predict_sequences
+    from hakuna.commands.run import load_models
+    from hakuna.evaluate import evaluate_predictions, images_csv_as_sequences
+    from hakuna.pipeline import PipelineConfig, predict_sequences
 
     part = images_csv_as_sequences(args.images_csv, args.root)
     part = dataclasses.replace(part, allow_outside_root=args.allow_outside_root)

@@ -7,13 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 import camtrap.engine as engine
-import submission.pipeline as pipeline
+import hakuna.pipeline as pipeline
 from camtrap.dataset import read_train, season_split
 from camtrap.lila import read_lila_boxes
 from camtrap.results import Detection
 from camtrap.synth import SynthConfig, generate
 from classifier.predict import MAX_CROPS_PER_FRAME
-from submission.cli import main
+from hakuna.cli import main
 
 CONF = 0.9  # every oracle box's confidence: above any crop threshold
 

@@ -106,7 +106,7 @@ def _grouped(outcomes: Iterable[FrameOutcome]) -> Iterator[tuple[str, list[Frame
 
 
 OutcomeSource = Callable[[list[FrameRef]], Iterable[FrameOutcome]]
-"""Computes frames' outcomes elsewhere (a Ray cluster: :mod:`submission.ray_runner`), in input order."""
+"""Computes frames' outcomes elsewhere (a Ray cluster: :mod:`hakuna.ray_runner`), in input order."""
 
 
 def stream_evidence(part: SequenceSet, detector: Detector, classifier: Classifier, cfg: PipelineConfig,
