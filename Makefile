@@ -9,7 +9,7 @@ MEGADETECTOR := .megadetector
 MEGADETECTOR_VERSION := 10.0.28
 YOLOV5 := .yolov5
 
-.PHONY: demo test test-fast lint bench clean browser
+.PHONY: demo test test-fast lint bench clean browser sandbox
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hakuna demo --out $(DEMO_OUT)
 
-test: $(STAMP) browser $(MEGADETECTOR) $(YOLOV5)
+test: $(STAMP) browser sandbox $(MEGADETECTOR) $(YOLOV5)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -48,6 +48,14 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || echo "could not install chromium: the browser test will be skipped"; \
 	  else echo "chromium not found and not root: the browser test will be skipped"; fi; }
+
+# `hakuna run-submission` runs main.py under Bubblewrap; install it where we can (root + apt), like chromium.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+	      || echo "could not install bubblewrap: the sandbox tests will be skipped"; \
+	  else echo "bwrap not found and not root: the sandbox tests will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
