@@ -13,17 +13,20 @@ inference cut crops with these functions only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-__all__ = ["PAD_VALUE", "DEFAULT_CROP_MARGIN", "Letterbox", "letterbox_size", "letterbox", "crop_box", "cut_crop"]
+__all__ = ["PAD_VALUE", "DEFAULT_CROP_MARGIN", "MAX_CROP_MARGIN", "Letterbox", "letterbox_size", "letterbox",
+           "crop_box", "cut_crop"]
 
 PAD_VALUE = 114
 """Grey used for letterbox and crop padding (ultralytics' choice, kept for both stages)."""
 
 DEFAULT_CROP_MARGIN = 0.1
+MAX_CROP_MARGIN = 1.0  # a crop is at most three times its box's longer side (and three times the image)
 """Margin new classifiers are trained with (recorded in each classifier's spec; inference reads the spec)."""
 
 
@@ -68,10 +71,18 @@ def crop_box(bbox_xywh_norm: tuple[float, float, float, float], width: int, heig
              margin: float) -> tuple[int, int, int]:
     """Square crop around a box, in pixels of a ``width`` x ``height`` image: (x0, y0, side).
 
-    The square may extend past the image; :func:`cut_crop` pads it.
+    The square may extend past the image; :func:`cut_crop` pads it.  Its side is bounded by the image whatever
+    the box and margin: at most ``(1 + 2 * MAX_CROP_MARGIN)`` times the image's longer side.
+
+    Raises:
+        ValueError: ``margin`` outside [0, MAX_CROP_MARGIN], or a box value that is not finite.
     """
+    if not 0 <= margin <= MAX_CROP_MARGIN:
+        raise ValueError(f"crop margin {margin!r} outside [0, {MAX_CROP_MARGIN}]")
+    if not all(math.isfinite(v) for v in bbox_xywh_norm):
+        raise ValueError(f"box {bbox_xywh_norm!r} is not finite")
     x, y, w, h = bbox_xywh_norm
-    side = max(w * width, h * height) * (1 + 2 * margin)
+    side = min(max(w * width, h * height), max(width, height)) * (1 + 2 * margin)
     cx, cy = (x + w / 2) * width, (y + h / 2) * height
     side_px = max(2, int(round(side)))
     return int(round(cx - side_px / 2)), int(round(cy - side_px / 2)), side_px

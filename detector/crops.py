@@ -3,8 +3,10 @@ for people (the classifier cuts its own crops in memory, with the same geometry:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from camtrap.images import load_frame
 from camtrap.mdjson import DetectionResults
 from camtrap.results import FrameDetections
 
-__all__ = ["MAX_CROPS_PER_FRAME", "is_empty_frame", "export_crops"]
+__all__ = ["MAX_CROPS_PER_FRAME", "is_empty_frame", "crop_name", "export_crops"]
 
 log = logging.getLogger(__name__)
 MAX_CROPS_PER_FRAME = 10
@@ -29,13 +31,30 @@ def is_empty_frame(frame: FrameDetections, threshold: float) -> bool:
     return frame.ok and frame.max_animal_conf() < threshold
 
 
+def crop_name(file: str, index: int) -> str:
+    """The crop file of detection ``index`` of ``file``: readable (the image's stem, shortened) and unique by
+    construction (a hash of the whole relative path), so ``a/b.jpg`` and ``a__b.jpg`` never share a crop."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", file.rsplit("/", 1)[-1].rsplit(".", 1)[0])[:60]
+    digest = hashlib.sha1(file.encode("utf-8", "surrogateescape")).hexdigest()[:12]  # noqa: S324 - a name, not security
+    return f"{stem}-{digest}__det{index:02d}.jpg"
+
+
+def _write_jpeg(path: Path, rgb, quality: int) -> bool:
+    try:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        return bool(cv2.imwrite(os.fspath(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]))
+    except cv2.error as exc:
+        log.warning("cannot write %s: %s", path, exc)
+        return False
+
+
 def export_crops(results: DetectionResults, frames: Mapping[str, FrameRef], out: Path, *, threshold: float,
                  margin: float, quality: int = 92, progress: Callable[[int], None] | None = None) -> int:
     """Write the crops of animal boxes at or above ``threshold`` as JPEGs under ``out``, plus ``out/crops.json``
     mapping each back to its image, box and confidence.  ``frames`` maps each results ``file`` to where it is.
-    Frames that cannot be read are logged and skipped."""
+    Frames that cannot be read and crops that cannot be written are logged, counted and not listed."""
     out.mkdir(parents=True, exist_ok=True)
-    entries, failed = [], 0
+    entries, failed, unwritten = [], 0, 0
     for frame in results.frames:
         wanted = wanted_detections(frame.detections, threshold, MAX_CROPS_PER_FRAME)
         ref = frames.get(frame.file)
@@ -46,14 +65,15 @@ def export_crops(results: DetectionResults, frames: Mapping[str, FrameRef], out:
                 failed += 1
                 wanted = []
             for i, det in wanted:
-                name = f"{frame.file.rsplit('.', 1)[0].replace('/', '__')}__det{i:02d}.jpg"
-                pixels = cut_crop(img.pixels, det.bbox_xywh_norm, margin)
-                cv2.imwrite(os.fspath(out / name), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, quality])  # fmt: skip
+                name = crop_name(frame.file, i)
+                if not _write_jpeg(out / name, cut_crop(img.pixels, det.bbox_xywh_norm, margin), quality):
+                    log.warning("cannot write the crop %s of %s", name, frame.file)
+                    unwritten += 1
+                    continue
                 entries.append({"crop": name, "file": frame.file, "detection_index": i, "category": det.category,
                                 "conf": round(det.conf, 4), "bbox": [round(v, 5) for v in det.bbox_xywh_norm]})
         if progress:
             progress(1)
     atomic_write_json(out / "crops.json", {"margin": margin, "threshold": threshold, "crops": entries,
-                                           "unreadable_frames": failed})  # fmt: skip
+                                           "unreadable_frames": failed, "unwritten_crops": unwritten})  # fmt: skip
     return len(entries)

@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from hakuna.commands import UsageError
-from hakuna.commands.common import add_device, add_engine, add_outside_root, add_trust, engine_config
+from hakuna.commands.common import add_device, add_engine, add_outside_root, add_trust, engine_config, int_in
 
 __all__ = ["register"]
 
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset folder with train/ and test/ (as `synth` writes)")
     p.add_argument("--models", type=Path, help="models folder (default OUT/models; missing models are trained)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--seed", type=int, default=0, help="recorded with the run; training is seeded with it")
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0,
+                   help="recorded with the run; training is seeded with it")
     p.set_defaults(handler=_ablate)
 
     p = sub.add_parser("evaluate", help="run the full pipeline on labelled photos (path,label[,seq_id] CSV)")

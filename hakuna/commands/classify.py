@@ -21,6 +21,8 @@ from hakuna.commands.common import (
     add_trust,
     device_of,
     engine_config,
+    float_in,
+    int_in,
     out_path,
     ray_source,
 )
@@ -53,21 +55,21 @@ def _add_train(clf: argparse._SubParsersAction) -> None:
     p.add_argument("--source", choices=SOURCES, default="crops", help="with --data: crops (two-stage) or frames")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
     p.add_argument("--backbone", choices=sorted(BACKBONES), default=DEFAULT_BACKBONE)
-    p.add_argument("--input-size", type=int, help="input width in pixels (default: the backbone's)")
+    p.add_argument("--input-size", type=int_in(16, 4096), help="input width in pixels (default: the backbone's)")
     p.add_argument("--no-pretrained", action="store_true", help="random initialisation (ablations)")
     p.add_argument("--pretrained-weights", type=Path, help="ImageNet weights file for torchvision backbones")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int_in(1, 100_000), default=10)
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=32)
+    p.add_argument("--lr", type=float_in(0, 10, low_open=True), default=1e-3)
     p.add_argument("--balance", choices=BALANCE, default="sqrt")
     p.add_argument("--recipe", choices=RECIPES, default="auto",
                    help="fewshot: frozen backbone + head chosen by group CV (few hundred photos); full: fine-tune "
                         "everything; auto: fewshot while the median class has at most 50 samples")
     _fewshot_backbones(p)
-    p.add_argument("--det-threshold", type=float,
+    p.add_argument("--det-threshold", type=float_in(0, 1),
                    help="detections kept as crops (default: the detector's animal threshold, from the results file)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
-    p.add_argument("--nproc-per-node", type=int, default=1,
+    p.add_argument("--nproc-per-node", type=int_in(1, 1024), default=1,
                    help="train with N processes (DistributedDataParallel: gloo on CPU, NCCL with one GPU each)")
     add_device(p)
     p.add_argument("--cache-dir", type=Path, help="decoded-image cache (default: next to --out)")
@@ -80,9 +82,9 @@ def _add_cv(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("cv", help="group-aware K-fold comparison of training recipes on labelled photos")
     p.add_argument("--images-csv", required=True, type=Path, help="CSV with path,label[,group_id] columns")
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=int_in(2, 1000), default=5)
     p.add_argument("--recipes", nargs="+", choices=CV_RECIPES, default=list(CV_RECIPES))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     _fewshot_backbones(p)
     p.add_argument("--cache-dir", type=Path, help="decoded images and features (default: ~/.cache/hakuna/cv)")
     p.add_argument("--json", type=Path, help="also write every figure (per-class recall, choices per fold) here")
@@ -115,8 +117,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--data", type=Path, help="dataset folder whose train/ part the results describe")
     p.add_argument("--out", required=True, type=Path, help="predictions CSV")
     p.add_argument("--results-out", type=Path, help="also write the results JSON with classifications added")
-    p.add_argument("--threshold", type=float, help="detections classified (default: the detector's, from the results)")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--threshold", type=float_in(0, 1),
+                   help="detections classified (default: the detector's, from the results)")
+    p.add_argument("--top-k", type=int_in(1, 10_000), default=3)
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped crop")
     add_engine(p, batch=32)
     add_device(p)
@@ -134,7 +137,7 @@ def _fewshot_backbones(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fewshot-backbones", nargs="+", choices=sorted(BACKBONES), default=list(FewShotConfig.backbones),
                    help="few-shot: backbones to try (EfficientNet-Lite1/2 need the lite12 extra; others are skipped "
                         "when their weights are not installed)")
-    p.add_argument("--fewshot-finetune-epochs", type=int, default=None, metavar="N",
+    p.add_argument("--fewshot-finetune-epochs", type=int_in(0, 10_000), default=None, metavar="N",
                    help="few-shot: then fine-tune the backbone gently for up to N epochs, the count (0 keeps the "
                         "probe) chosen by group CV (LP-FT; minutes on a CPU; train default 0 = off, cv's "
                         "fewshot-ft recipe default 3)")

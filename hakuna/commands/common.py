@@ -3,13 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from camtrap.devices import DECODERS, DEVICES
 
-__all__ = ["add_device", "add_engine", "add_trust", "add_outside_root", "engine_config", "device_of", "default_workers",
+__all__ = ["int_in", "float_in",
+           "add_device", "add_engine", "add_trust", "add_outside_root", "engine_config", "device_of", "default_workers",
            "out_path", "add_ray", "ray_source"]
+
+
+def _in_range(kind: type, lo: float | None, hi: float | None, low_open: bool) -> Callable[[str], float]:
+    low = "" if lo is None else f"{'>' if low_open else '>='} {lo:g}"
+    high = "" if hi is None else f"<= {hi:g}"
+    want = " and ".join(x for x in (low, high) if x)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} is needed, got {text!r}") \
+                from None  # fmt: skip
+        if not math.isfinite(value) or (lo is not None and (value < lo or (low_open and value == lo))) \
+                or (hi is not None and value > hi):  # fmt: skip
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer within [lo, hi] (either end open when None); else an argparse error."""
+    return _in_range(int, lo, hi, False)
+
+
+def float_in(lo: float | None = None, hi: float | None = None, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=``: a finite number within [lo, hi] (``low_open``: > lo); else an argparse error."""
+    return _in_range(float, lo, hi, low_open)
 
 
 def default_workers() -> int:
@@ -22,13 +55,14 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 def add_engine(p: argparse.ArgumentParser, *, batch: int = 8) -> None:
     """Batch sizes, decoding threads and the decoder for commands that stream frames through the engine."""
-    p.add_argument("--batch-size", type=int, default=batch, help="detector batch (frames)")
-    p.add_argument("--classifier-batch", type=int, default=64, help="classifier batch (crops)")
-    p.add_argument("--workers", type=int, default=default_workers(), help="decoding threads")
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=batch, help="detector batch (frames)")
+    p.add_argument("--classifier-batch", type=int_in(1, 4096), default=64, help="classifier batch (crops)")
+    p.add_argument("--workers", type=int_in(1, 256), default=default_workers(), help="decoding threads")
     p.add_argument("--decoder", choices=DECODERS, default="auto",
                    help="pil: CPU decode at reduced size; torch: torchvision/nvJPEG batches on the model's device; "
                         "auto: torch on CUDA, else pil")
-    p.add_argument("--max-pixels", type=int, default=100_000_000, help="larger images are refused (a failure record)")
+    p.add_argument("--max-pixels", type=int_in(1, 10**10), default=100_000_000,
+                   help="larger images are refused (a failure record)")
 
 
 def add_trust(p: argparse.ArgumentParser) -> None:
@@ -70,8 +104,8 @@ def add_ray(p: argparse.ArgumentParser) -> None:
     g.add_argument("--address", default="auto",
                    help="Ray cluster: auto (the one this machine belongs to), HOST:PORT, or local (start one here)")
     g.add_argument("--shards-dir", type=Path, help="per-shard results (default: next to --out, .shards)")
-    g.add_argument("--sequences-per-shard", type=int, default=50)
-    g.add_argument("--max-actors", type=int, default=4, help="largest size of each model's actor pool")
+    g.add_argument("--sequences-per-shard", type=int_in(1, 10**6), default=50)
+    g.add_argument("--max-actors", type=int_in(1, 1024), default=4, help="largest size of each model's actor pool")
 
 
 def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None, detector_path=None,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from hakuna.commands import UsageError
-from hakuna.commands.common import default_workers
+from hakuna.commands.common import default_workers, float_in, int_in
 
 __all__ = ["register", "parse_size", "synthesize", "read_synth_dataset", "print_summary"]
 
@@ -18,6 +18,8 @@ def parse_size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 512x384, got {text!r}") from None
+    if not (16 <= w <= 16384 and 16 <= h <= 16384):
+        raise argparse.ArgumentTypeError(f"width and height must be within 16..16384, got {text!r}")
     return w, h
 
 
@@ -25,11 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``synth``, ``summary`` and ``score`` to the ``hakuna`` parser."""
     p = sub.add_parser("synth", help="write a synthetic camera-trap dataset in the competition layout")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--sequences", type=int, default=200, help="number of sequences (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sequences", type=int_in(1, 10**7), default=200, help="number of sequences (default 200)")
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     p.add_argument("--size", type=parse_size, default=(2048, 1536), help="frame size WxH (default 2048x1536)")
-    p.add_argument("--train-seasons", type=int, default=4, help="seasons 1..N for training, N+1 is the test season")
-    p.add_argument("--workers", type=int, default=default_workers(), help="rendering processes")
+    p.add_argument("--train-seasons", type=int_in(1, 99), default=4,
+                   help="seasons 1..N for training, N+1 is the test season")
+    p.add_argument("--workers", type=int_in(1, 256), default=default_workers(), help="rendering processes")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_synth)
 
@@ -46,14 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seasons", required=True, type=int, nargs="+", choices=range(1, 12), metavar="N",
                    help="seasons 1..11 to take")
     p.add_argument("--species", nargs="+", metavar="COLUMN", help="species columns to keep (default: all)")
-    p.add_argument("--per-class", type=int, help="at most this many sequences per species (seeded sample)")
-    p.add_argument("--empty", type=float, default=0.1,
+    p.add_argument("--per-class", type=int_in(1, 10**9), help="at most this many sequences per species (seeded sample)")
+    p.add_argument("--empty", type=float_in(0, 10**9), default=0.1,
                    help="empty sequences to keep: a fraction (<= 1) or a number (> 1); default 0.1")
     p.add_argument("--boxes", action="store_true", help="also write LILA's boxes of the chosen images")
     p.add_argument("--base-url", default=None, help="LILA mirror to read from (default: LILA's Azure copy)")
-    p.add_argument("--workers", type=int, default=8, help="concurrent downloads")
-    p.add_argument("--retries", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int_in(1, 256), default=8, help="concurrent downloads")
+    p.add_argument("--retries", type=int_in(0, 100), default=3)
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_lila)
 

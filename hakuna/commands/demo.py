@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from hakuna.commands.common import int_in
 from hakuna.demo import DemoConfig, format_scores, run_demo
 
 __all__ = ["register"]
@@ -15,10 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the ``hakuna`` parser."""
     p = sub.add_parser("demo", help="synthetic data -> train detector + classifier -> fuse -> package -> run -> score")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for everything the demo makes")
-    p.add_argument("--sequences", type=int, default=DemoConfig.synth.sequences)
-    p.add_argument("--seed", type=int, default=DemoConfig.synth.seed)
-    p.add_argument("--detector-epochs", type=int, default=DemoConfig.detector_epochs)
-    p.add_argument("--classifier-epochs", type=int, default=DemoConfig.classifier_epochs)
+    p.add_argument("--sequences", type=int_in(1, 10**6), default=DemoConfig.synth.sequences)
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=DemoConfig.synth.seed)
+    p.add_argument("--detector-epochs", type=int_in(1, 100_000), default=DemoConfig.detector_epochs)
+    p.add_argument("--classifier-epochs", type=int_in(1, 100_000), default=DemoConfig.classifier_epochs)
     p.set_defaults(handler=_demo)
 
 

@@ -9,6 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from camtrap.geometry import MAX_CROP_MARGIN
 from hakuna.commands import UsageError
 from hakuna.commands.common import (
     add_device,
@@ -18,6 +19,8 @@ from hakuna.commands.common import (
     add_trust,
     device_of,
     engine_config,
+    float_in,
+    int_in,
     out_path,
     ray_source,
 )
@@ -40,9 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", action="store_true", help="with --images: include sub-folders")
     p.add_argument("--out", required=True, type=Path, help="results JSON to write")
     add_engine(p)
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="write partial results every N images")
+    p.add_argument("--checkpoint-every", type=int_in(0, 10**9), default=0, metavar="N",
+                   help="write partial results every N images")
     p.add_argument("--resume", action="store_true", help="continue from a checkpoint (or finished file) at --out")
-    p.add_argument("--threshold", type=float, help="lowest confidence written (default: the model's)")
+    p.add_argument("--threshold", type=float_in(0, 1), help="lowest confidence written (default: the model's)")
     add_device(p)
     add_trust(p)
     add_outside_root(p)
@@ -54,8 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detections", required=True, type=Path, help="results JSON")
     p.add_argument("--images", required=True, type=Path, help="image root the results' file names are relative to")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--threshold", type=float, help="animal confidence (default: the detector's, from the results)")
-    p.add_argument("--margin", type=float, default=0.1, help="fraction of the box's longer side added on every side")
+    p.add_argument("--threshold", type=float_in(0, 1),
+                   help="animal confidence (default: the detector's, from the results)")
+    p.add_argument("--margin", type=float_in(0, MAX_CROP_MARGIN), default=0.1,
+                   help="fraction of the box's longer side added on every side")
     add_outside_root(p)
     p.set_defaults(handler=_crops)
 
@@ -66,9 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="model .pt to write")
     p.add_argument("--architecture", default="yolo11-tiny",
                    help="yolo11-tiny, an ultralytics yaml (yolo11n.yaml) or a .pt to fine-tune")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--epochs", type=int_in(1, 100_000), default=40)
+    p.add_argument("--imgsz", type=int_in(32, 4096), default=320)
+    p.add_argument("--batch", type=int_in(1, 4096), default=16)
     add_device(p)
     p.add_argument("--gpus", help="several GPUs for ultralytics' own multi-GPU training, e.g. 0,1 (overrides --device)")
     p.add_argument("--work-dir", type=Path, help="scratch folder (default: next to --out)")

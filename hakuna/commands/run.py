@@ -15,9 +15,11 @@ from hakuna.commands.common import (
     add_trust,
     device_of,
     engine_config,
+    float_in,
     out_path,
     ray_source,
 )
+from submission.harness import COMPETITION_TIME_LIMIT_S
 
 __all__ = ["register", "print_times", "load_models"]
 POOLING = ("mean", "max", "gmean")
@@ -51,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
     p.add_argument("--results", type=Path, help="also write MegaDetector-format results JSON with classifications")
     p.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation for crops")
-    p.add_argument("--time-budget", type=float, help="seconds; sequences not reached get the class priors")
+    p.add_argument("--time-budget", type=float_in(0), help="seconds; sequences not reached get the class priors")
     add_ray(p)
     p.add_argument("--resume", action="store_true", help="with --engine ray: skip the shards already finished")
     p.set_defaults(handler=_predict)
@@ -68,7 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="the data/ folder to mount (read-only)")
     p.add_argument("--out", type=Path, default=Path("submission.csv"))
     p.add_argument("--labels", type=Path, help="score the result against these labels")
-    p.add_argument("--time-budget", type=float, help="HAKUNA_TIME_BUDGET_S for the run")
+    p.add_argument("--time-budget", type=float_in(0), help="HAKUNA_TIME_BUDGET_S for the run")
+    p.add_argument("--time-limit", type=float_in(0, low_open=True), default=COMPETITION_TIME_LIMIT_S,
+                   help="seconds; past it main.py and everything it started is killed (default: the competition's 8 h)")
     p.add_argument("--allow-network", action="store_true",
                    help="run even where the run cannot be isolated (no network namespace; data not mounted read-only)")
     p.set_defaults(handler=_run_submission)
@@ -163,11 +167,11 @@ def _package(args: argparse.Namespace) -> int:
 def _run_submission(args: argparse.Namespace) -> int:
     from camtrap.dataset import read_labels
     from camtrap.metric import per_class_log_loss, read_submission
-    from submission.harness import run_submission
+    from submission.harness import Limits, run_submission
 
     out_path(args.out, "submission file")
     out = run_submission(args.zip, args.data, args.out, allow_network=args.allow_network,
-                         time_budget_s=args.time_budget)  # fmt: skip
+                         time_budget_s=args.time_budget, limits=Limits(time_s=args.time_limit))  # fmt: skip
     print(f"submission -> {out}")
     if args.labels:
         losses = per_class_log_loss(read_submission(out), read_labels(args.labels))
