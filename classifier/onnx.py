@@ -63,9 +63,12 @@ class OnnxClassifier:
             raise ModelFileError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from exc
         if SPEC_KEY not in meta:
             raise ModelFileError(f"{path} has no Hakuna classifier spec in its metadata; export it with hakuna")
-        self.spec = ModelSpec.from_json(meta[SPEC_KEY])
+        self.spec = ModelSpec.from_json(meta[SPEC_KEY], f"{path} (spec)")
         self.device = resolve_device(device)
         self.session = onnx_session(path, self.device)
+        width = self.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(self.spec.classes):
+            raise ModelFileError(f"{path}: the model outputs {width} classes, its spec lists {len(self.spec.classes)}")
 
     def forward(self, batch: Any) -> np.ndarray:
         """Probabilities for a uint8 batch (numpy N x H x W x 3, or a N x 3 x H x W tensor)."""

@@ -72,7 +72,7 @@ def convert_checkpoint(path: str | os.PathLike[str], out: str | os.PathLike[str]
     model = ckpt["model"]
     state = model.state_dict() if hasattr(model, "state_dict") else dict(model)
     spec = ckpt["spec"] if isinstance(ckpt["spec"], str) else ckpt["spec"].to_json()
-    ModelSpec.from_json(spec)  # refuse what is not a spec
+    ModelSpec.from_json(spec, f"{path} (spec)")  # refuse what is not a spec
     history = json.loads(json.dumps(ckpt.get("history", []), default=str))
     payload = {"format": CHECKPOINT_FORMAT, "spec": spec, "model": {k: v.detach().cpu() for k, v in state.items()},
                "history": history}  # fmt: skip
@@ -112,11 +112,17 @@ class TorchClassifier:
         import torch
 
         ckpt = read_checkpoint(path, trust=trust)
-        self.spec = ModelSpec.from_json(ckpt["spec"])
+        self.spec = ModelSpec.from_json(ckpt["spec"], f"{path} (spec)")
         self.device = resolve_device(device)
         self._device = torch.device(self.device)
         model = build_model(self.spec)
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, TypeError, AttributeError) as exc:  # shapes or names that do not match the spec
+            why = str(exc).strip().splitlines()
+            raise ModelFileError(f"{path}: the weights do not fit the spec ({len(self.spec.classes)} classes, "
+                                 f"{self.spec.backbone}): {(why[1] if len(why) > 1 else why[0]).strip()[:200]}") \
+                from exc  # fmt: skip
         model = optimise_for_inference(model, self.spec)
         self.model = model.to(self._device).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1) * 255

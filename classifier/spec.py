@@ -12,12 +12,15 @@ import dataclasses
 import enum
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from camtrap.geometry import DEFAULT_CROP_MARGIN, PAD_VALUE
+from camtrap import checks
+from camtrap.fileio import DataError
+from camtrap.geometry import DEFAULT_CROP_MARGIN, MAX_CROP_MARGIN, PAD_VALUE
 
 __all__ = ["ResizePolicy", "ModelSpec", "CHECKPOINT_FORMAT", "CROP_SOURCE_FACTOR", "FRAME_SOURCE_FACTOR"]
 
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "hakuna-classifier"  # the "format" key of checkpoints: spec JSON + state dict, plain data
 CROP_SOURCE_FACTOR = 4  # crops are cut from frames decoded with a long side of at least 4x the input size
 FRAME_SOURCE_FACTOR = 2  # whole frames are resized from a decode at least 2x the input size
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 16, 2048  # the model input's sides, in pixels
+MAX_SOURCE_SIDE = 16384
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+HEADS = ("linear", "probe")
 
 
 class ResizePolicy(enum.Enum):
@@ -64,18 +71,22 @@ class ModelSpec:
         return json.dumps(raw)
 
     @classmethod
-    def from_json(cls, text: str) -> ModelSpec:
-        """Parse a spec; fields an older Hakuna did not write take their defaults, unknown fields are ignored."""
-        raw = json.loads(text)
+    def from_json(cls, text: str, source: str | os.PathLike[str] = "classifier spec") -> ModelSpec:
+        """Parse and check a spec (every field: type, finiteness, range; classes non-empty and unique; known
+        backbones); fields an older Hakuna did not write take their defaults, unknown fields are ignored.
+
+        Raises:
+            DataError: naming ``source`` and the field at fault.
+        """
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
+            raise DataError(source, f"the classifier spec is not JSON ({str(exc)[:80]})") from exc
+        checks.field(raw, "backbone", source)  # an object, with the required fields
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(raw) - known):
             log.warning("classifier spec has fields this version does not know (ignored): %s", unknown)
-        raw = {k: v for k, v in raw.items() if k in known}
-        raw["resize"] = ResizePolicy(raw["resize"])
-        for key in ("input_hw", "mean", "std", "classes", "backbones"):
-            if key in raw:
-                raw[key] = tuple(raw[key])
-        return cls(**raw)
+        return cls(**_checked_fields(raw, source))
 
     def resize_uint8(self, rgb: np.ndarray) -> np.ndarray:
         """Apply the resize policy: H x W x 3 uint8 -> input_hw x 3 uint8."""
@@ -104,3 +115,29 @@ class ModelSpec:
     def preprocess(self, images: list[np.ndarray]) -> np.ndarray:
         """RGB uint8 images of any size -> the model's normalised input batch."""
         return self.normalize(np.stack([self.resize_uint8(im) for im in images]))
+
+
+def _checked_fields(raw: dict, source: str | os.PathLike[str]) -> dict:
+    """The constructor arguments of a spec's JSON object, every one checked (see :meth:`ModelSpec.from_json`)."""
+    from classifier.backbones import BACKBONES
+
+    names = tuple(BACKBONES)
+    out = {"backbone": checks.text(raw, "backbone", source, choices=names),
+           "input_hw": checks.numbers(raw, "input_hw", source, length=2, lo=MIN_INPUT_SIDE, hi=MAX_INPUT_SIDE,
+                                      integral=True),
+           "mean": checks.numbers(raw, "mean", source, length=3, lo=-10, hi=10),
+           "std": checks.numbers(raw, "std", source, length=3, lo=1e-3, hi=10),
+           "resize": ResizePolicy(checks.text(raw, "resize", source, choices=tuple(r.value for r in ResizePolicy))),
+           "classes": checks.texts(raw, "classes", source, min_length=1),
+           "multilabel": checks.boolean(raw, "multilabel", source),
+           "training": checks.mapping(raw, "training", source, default={}),
+           "crop_margin": checks.number(raw, "crop_margin", source, lo=0, hi=MAX_CROP_MARGIN,
+                                        default=DEFAULT_CROP_MARGIN),
+           "source_max_side": checks.integer(raw, "source_max_side", source, lo=0, hi=MAX_SOURCE_SIDE, default=0),
+           "temperature": checks.number(raw, "temperature", source, lo=MIN_TEMPERATURE, hi=MAX_TEMPERATURE,
+                                        default=1.0),
+           "head": checks.text(raw, "head", source, choices=HEADS, default="linear"),
+           "backbones": checks.texts(raw, "backbones", source, min_length=0, default=())}  # fmt: skip
+    if unknown := [b for b in out["backbones"] if b not in BACKBONES]:
+        raise DataError(source, f"backbones: unknown backbone(s) {unknown}")
+    return out

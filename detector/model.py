@@ -25,7 +25,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from camtrap import checks
 from camtrap.devices import onnx_metadata, onnx_session, resolve_device
+from camtrap.fileio import DataError
 from camtrap.geometry import Letterbox
 from camtrap.safeload import ModelFileError, UntrustedFileError, load_torch_file, module_class_allowlist
 
@@ -66,10 +68,30 @@ class DetectorSpec:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> DetectorSpec:
-        raw = json.loads(text)
-        raw["classes"] = tuple(raw.get("classes", cls.classes))
-        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
+    def from_json(cls, text: str, source: str | os.PathLike[str] = "detector spec") -> DetectorSpec:
+        """Parse and check a spec: every field's type and range (sizes, thresholds in [0, 1], the head).
+
+        Raises:
+            DataError: naming ``source`` and the field at fault.
+        """
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
+            raise DataError(source, f"the detector spec is not JSON ({str(exc)[:80]})") from exc
+        d = cls.__dataclass_fields__
+        return cls(name=checks.text(raw, "name", source),
+                   input_size=checks.integer(raw, "input_size", source, lo=32, hi=MAX_INPUT_SIZE),
+                   classes=checks.texts(raw, "classes", source, min_length=1, max_length=1000, default=cls.classes),
+                   **{k: checks.number(raw, k, source, lo=0, hi=1, default=d[k].default) for k in _UNIT_FIELDS},
+                   max_detections=checks.integer(raw, "max_detections", source, lo=1, hi=10_000, default=100),
+                   stride=checks.integer(raw, "stride", source, lo=8, hi=128, default=32),
+                   head=checks.text(raw, "head", source, choices=("ultralytics", "yolov5"), default="ultralytics"),
+                   centred=checks.boolean(raw, "centred", source, default=False),
+                   bilinear=checks.boolean(raw, "bilinear", source, default=False))  # fmt: skip
+
+
+_UNIT_FIELDS = ("typical_threshold", "conservative_threshold", "output_threshold", "nms_iou")  # within [0, 1]
+MAX_INPUT_SIZE = 4096
 
 
 class DetectorFormatError(ModelFileError):
@@ -167,11 +189,11 @@ def read_spec(path: Path, fallback_name: str | None = None, *, trust: bool = Fal
     if path.suffix == ".onnx":
         meta = onnx_metadata(path)
         if SPEC_KEY in meta:
-            return DetectorSpec.from_json(meta[SPEC_KEY])
+            return DetectorSpec.from_json(meta[SPEC_KEY], f"{path} (spec)")
     elif path.suffix == ".pt":
         ckpt = load_checkpoint(path, trust=trust)
         if SPEC_KEY in ckpt:
-            return DetectorSpec.from_json(ckpt[SPEC_KEY])
+            return DetectorSpec.from_json(ckpt[SPEC_KEY], f"{path} (spec)")
     return _registry_spec(path, fallback_name)
 
 
@@ -292,7 +314,8 @@ def load(path: str | os.PathLike[str], *, device: str | None = None, spec: Detec
     if path.suffix == ".pt":
         kind = _check_format(path)
         ckpt = load_checkpoint(path, trust=trust_model)
-        spec = spec or (DetectorSpec.from_json(ckpt[SPEC_KEY]) if SPEC_KEY in ckpt else _registry_spec(path))
+        spec = spec or (DetectorSpec.from_json(ckpt[SPEC_KEY], f"{path} (spec)") if SPEC_KEY in ckpt
+                        else _registry_spec(path))
     else:
         spec = spec or _onnx_spec(path)
     if spec is None:
@@ -316,6 +339,8 @@ def load(path: str | os.PathLike[str], *, device: str | None = None, spec: Detec
 def _onnx_spec(path: Path) -> DetectorSpec | None:
     try:
         return read_spec(path)
+    except DataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for truncated or foreign files
         raise DetectorFormatError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from exc
 
@@ -325,7 +350,7 @@ def export_onnx(pt_path: Path, out: Path, *, half: bool = False, trust_model: bo
     import onnx
 
     ckpt = load_checkpoint(pt_path, trust=trust_model)  # refuse untrusted files before ultralytics unpickles them
-    spec = DetectorSpec.from_json(ckpt[SPEC_KEY]) if SPEC_KEY in ckpt else _registry_spec(Path(pt_path))
+    spec = DetectorSpec.from_json(ckpt[SPEC_KEY], pt_path) if SPEC_KEY in ckpt else _registry_spec(Path(pt_path))
     if spec is None:
         raise DetectorFormatError(f"{pt_path} carries no detector spec")
     if checkpoint_format(Path(pt_path)) == "yolov5":

@@ -9,10 +9,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from camtrap import checks
 from camtrap.fileio import DataError, atomic_write_json, read_json
 from camtrap.labels import COLUMNS
 
 __all__ = ["Pooling", "FusionConfig", "FusionModel", "FusionMismatchError", "SequenceEvidence"]
+
+N_EMPTY_FEATURES = 4  # the length of fusion.fuse.empty_features, and of FusionModel.empty_coef
+MAX_PROB_FLOOR = 0.01  # outputs are kept in [floor, 1 - floor]; a larger floor would hide what the models say
 
 
 class Pooling(enum.Enum):
@@ -44,14 +48,30 @@ class FusionConfig:
         return raw
 
     @classmethod
-    def from_dict(cls, raw: dict) -> FusionConfig:
-        """Parse a config; keys of older versions (thresholds now read from the detector's spec) are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        raw = {k: v for k, v in raw.items() if k in known}
-        raw["species_pooling"], raw["empty_pooling"] = Pooling(raw["species_pooling"]), Pooling(raw["empty_pooling"])
-        for key in ("temperatures", "prior_mixes"):
-            raw[key] = tuple(raw[key])
-        return cls(**raw)
+    def from_dict(cls, raw: dict, source: str | os.PathLike[str] = "fusion config") -> FusionConfig:
+        """Parse and check a config (every field's type and range); keys of older versions (thresholds now read
+        from the detector's spec) are ignored.
+
+        Raises:
+            DataError: naming ``source`` and the field at fault.
+        """
+        pools = tuple(p.value for p in Pooling)
+        d = cls.__dataclass_fields__
+
+        def num(name: str, lo: float, hi: float) -> float:
+            return checks.number(raw, name, source, lo=lo, hi=hi, default=d[name].default)
+
+        return cls(conf_weight_power=num("conf_weight_power", 0, 10),
+                   species_pooling=Pooling(checks.text(raw, "species_pooling", source, choices=pools, default="mean")),
+                   empty_pooling=Pooling(checks.text(raw, "empty_pooling", source, choices=pools, default="gmean")),
+                   one_stage_weight=num("one_stage_weight", 0, 1),
+                   calibrate=checks.boolean(raw, "calibrate", source, default=True),
+                   raw_confidence=num("raw_confidence", 0.5, 1), prob_floor=num("prob_floor", 0, MAX_PROB_FLOOR),
+                   temperatures=checks.numbers(raw, "temperatures", source, lo=0.01, hi=100, min_length=1,
+                                               max_length=1000, default=cls.temperatures),
+                   prior_mixes=checks.numbers(raw, "prior_mixes", source, lo=0, hi=1, min_length=1, max_length=1000,
+                                              default=cls.prior_mixes),
+                   empty_l2=num("empty_l2", 0, 1e6))  # fmt: skip
 
 
 class FusionMismatchError(ValueError):
@@ -96,14 +116,18 @@ class FusionModel:
     def load(cls, path: str | os.PathLike[str]) -> FusionModel:
         """Read a fusion file; any problem is a :class:`camtrap.fileio.DataError` naming it."""
         raw = read_json(path)
-        try:
-            priors = tuple(float(raw["priors"][c]) for c in COLUMNS)
-            threshold = raw.get("animal_threshold")
-            return cls(FusionConfig.from_dict(raw["config"]), tuple(float(v) for v in raw["empty_coef"]),
-                       float(raw["temperature"]), float(raw["prior_mix"]), priors, dict(raw.get("fitted_on") or {}),
-                       None if threshold is None else float(threshold))  # fmt: skip
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DataError(path, f"not a fusion file ({type(exc).__name__}: {exc})") from exc
+        checks.field(raw, "config", path)
+        priors = checks.mapping(raw, "priors", path)
+        if missing := [c for c in COLUMNS if c not in priors]:
+            raise DataError(path, f"priors: no value for {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        threshold = checks.field(raw, "animal_threshold", path, None)
+        return cls(FusionConfig.from_dict(checks.mapping(raw, "config", path), path),
+                   checks.numbers(raw, "empty_coef", path, length=N_EMPTY_FEATURES, lo=-1e4, hi=1e4),
+                   checks.number(raw, "temperature", path, lo=0.01, hi=100),
+                   checks.number(raw, "prior_mix", path, lo=0, hi=1),
+                   tuple(checks.finite_number(priors[c], f"priors.{c}", path, lo=0, hi=1) for c in COLUMNS),
+                   checks.mapping(raw, "fitted_on", path, default={}),
+                   None if threshold is None else checks.finite_number(threshold, "animal_threshold", path, lo=0, hi=1))
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ def add_engine(p: argparse.ArgumentParser, *, batch: int = 8) -> None:
     """Batch sizes, decoding threads and the decoder for commands that stream frames through the engine."""
     p.add_argument("--batch-size", type=int_in(1, 4096), default=batch, help="detector batch (frames)")
     p.add_argument("--classifier-batch", type=int_in(1, 4096), default=64, help="classifier batch (crops)")
-    p.add_argument("--workers", type=int_in(1, 256), default=default_workers(), help="decoding threads")
+    p.add_argument("--workers", type=int_in(0, 256), default=default_workers(),
+                   help="decoding threads (0: decode in the calling thread)")
     p.add_argument("--decoder", choices=DECODERS, default="auto",
                    help="pil: CPU decode at reduced size; torch: torchvision/nvJPEG batches on the model's device; "
                         "auto: torch on CUDA, else pil")
