@@ -41,6 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = ("seq_id", "file_name", "datetime")
+MAX_FRAME_NUMBER = 10**12
 
 
 class ImageLayout(enum.Enum):
@@ -173,20 +174,24 @@ def check_metadata(df: pd.DataFrame, source: Path, *, require_season: bool = Fal
 
 
 def frame_number(file_name: str) -> int:
-    """Trailing digits of a file name's stem (``S1_B04_R1_PICT0003.JPG`` -> 3); 0 when there are none."""
+    """Trailing digits of a file name's stem (``S1_B04_R1_PICT0003.JPG`` -> 3); 0 when there are none; at most
+    :data:`MAX_FRAME_NUMBER` (longer digit runs are not frame numbers, and must fit the frames table)."""
     dot = file_name.rfind(".")
     stem = file_name[:dot] if dot > max(file_name.rfind("/"), file_name.rfind("\\")) else file_name
     digits = len(stem) - len(stem.rstrip("0123456789"))
-    return int(stem[len(stem) - digits :]) if digits else 0
+    return min(int(stem[len(stem) - digits :]), MAX_FRAME_NUMBER) if digits else 0
 
 
 def season_of(seq_id: str) -> int | None:
-    """Season number of a seq_id (``SER_S10#B03#1#4`` -> 10); None when it carries none."""
+    """Season number of a seq_id (``SER_S10#B03#1#4`` -> 10); None when it carries none (or more than three
+    digits: no such season)."""
     if not seq_id.startswith("SER_S"):
         return None
     end = seq_id.find("#", 5)
     digits = seq_id[5:end] if end > 5 else ""
-    return int(digits) if digits.isdigit() else None
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 3:
+        return None
+    return int(digits)
 
 
 def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ Rules followed:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -143,8 +144,8 @@ def _frame(entry: dict, names: dict[str, str], where: str) -> tuple[FrameDetecti
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"{where}.detections[{i}]: {exc!r}") from exc
     width, height = entry.get("width"), entry.get("height")
-    frame = FrameDetections(entry["file"], tuple(dets), None, width if isinstance(width, int) else None,
-                            height if isinstance(height, int) else None, entry.get("datetime"), extra)  # fmt: skip
+    frame = FrameDetections(entry["file"], tuple(dets), None, width if _size(width) else None,
+                            height if _size(height) else None, entry.get("datetime"), extra)  # fmt: skip
     return frame, classes
 
 
@@ -180,15 +181,29 @@ def read_results(path: str | os.PathLike[str]) -> DetectionResults:
     return results_from_json(read_json(path), path)
 
 
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _size(v: object) -> bool:
+    """A plausible image side in pixels (anything else is ignored, as a missing size is)."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1_000_000
+
+
+def _unit(v: object) -> bool:
+    """A finite number in [0, 1] (NaN fails every comparison, so it is tested for first)."""
+    return _number(v) and 0 <= v <= 1  # type: ignore[operator]
+
+
 def _check_detection(w: str, d: object, cats: dict, class_cats: dict) -> list[str]:
     if not isinstance(d, dict) or not isinstance(d.get("category"), str) or d["category"] not in cats:
         return [f"{w}: category must be one of the detection_categories ids {sorted(cats)}"]
     problems = []
     conf, bbox = d.get("conf"), d.get("bbox")
-    if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1:
+    if not _unit(conf):
         problems.append(f"{w}: conf must be a number in [0, 1]")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-        problems.append(f"{w}: bbox must be [x_min, y_min, width, height]")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox)):
+        problems.append(f"{w}: bbox must be [x_min, y_min, width, height] (finite numbers)")
     elif min(bbox) < -1e-6 or bbox[0] + bbox[2] > 1 + 1e-3 or bbox[1] + bbox[3] > 1 + 1e-3:
         problems.append(f"{w}: bbox {bbox} is not normalised to [0, 1]")
     classes = d.get("classifications")
@@ -197,8 +212,8 @@ def _check_detection(w: str, d: object, cats: dict, class_cats: dict) -> list[st
         classes = []
     for c in classes or []:
         if not (isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and c[0] in class_cats
-                and isinstance(c[1], (int, float)) and not isinstance(c[1], bool)):  # fmt: skip
-            problems.append(f"{w}: classification {c!r} must be [category id, confidence]")
+                and _unit(c[1])):  # fmt: skip
+            problems.append(f"{w}: classification {c!r} must be [category id, confidence in [0, 1]]")
     return problems
 
 
@@ -250,8 +265,12 @@ def validate(data: object) -> list[str]:
     images = data.get("images")
     if not isinstance(images, list):
         return problems + ["images must be a list"]
+    seen: dict[str, int] = {}
     for i, im in enumerate(images):
         problems += _check_image(i, im, cats, class_cats)
+        file = im.get("file") if isinstance(im, dict) else None
+        if isinstance(file, str) and seen.setdefault(file, i) != i:
+            problems.append(f"images[{i}]: file {file!r} is listed twice (first at images[{seen[file]}])")
         if len(problems) > 20:
             break
     return problems

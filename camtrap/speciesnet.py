@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from camtrap.fileio import DataError, read_json
-from camtrap.mdjson import DetectionResults
+from camtrap.mdjson import DetectionResults, to_json, validate
 from camtrap.results import Detection, FrameDetections
 
 __all__ = ["BLANK", "common_name", "results_from_speciesnet", "read_speciesnet"]
@@ -86,16 +86,21 @@ def results_from_speciesnet(data: object, source: str | os.PathLike[str] = "pred
     for i, pred in enumerate(data["predictions"]):
         try:
             frames.append(_frame(i, pred, base_folder, class_ids, classes, det_ids))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DataError(source, f"predictions[{i}]: {exc}") from exc
     names = {cid: common_name(tax) for tax, cid in class_ids.items()}
     descriptions = {cid: tax for tax, cid in class_ids.items()}
     categories = {k: v for k, v in det_ids.items() if k.isdigit()} or None
-    return DetectionResults(tuple(frames), "speciesnet", {}, **({"detection_categories": categories} if categories
-                                                                 else {}), classifier="speciesnet ensemble",
-                            classification_categories=names or None,
-                            classification_category_descriptions=descriptions or None,
-                            classifications=classes or None)  # fmt: skip
+    results = DetectionResults(tuple(frames), "speciesnet", {}, **({"detection_categories": categories}
+                                                                   if categories else {}),
+                               classifier="speciesnet ensemble", classification_categories=names or None,
+                               classification_category_descriptions=descriptions or None,
+                               classifications=classes or None)  # fmt: skip
+    # What is written must read back: the results file's own checks (confidences in [0, 1], boxes inside the
+    # frame, finite numbers), its images numbered as the predictions are.
+    if problems := validate(to_json(results)):
+        raise DataError(source, "; ".join(p.replace("images[", "predictions[", 1) for p in problems[:3]))
+    return results
 
 
 def read_speciesnet(path: str | os.PathLike[str], *, base_folder: str | None = None) -> DetectionResults:

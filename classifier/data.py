@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,7 +157,8 @@ def _correction_row(path: Path, line: int, row, reviewed_only: bool) -> tuple[st
         bbox = tuple(float(v) for v in row.bbox.split())
     except ValueError:
         bbox = ()
-    if len(bbox) != 4 or min(bbox) < 0 or bbox[0] + bbox[2] > 1.001 or bbox[1] + bbox[3] > 1.001:
+    if (len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or min(bbox) < 0 or bbox[0] + bbox[2] > 1.001
+            or bbox[1] + bbox[3] > 1.001):  # fmt: skip
         raise DataError(path, f"bbox {row.bbox!r} is not four normalised numbers (x_min y_min width height)", line=line)
     return label, bbox  # type: ignore[return-value]
 
