@@ -1,7 +1,8 @@
-"""Downloading large files from strangers' servers: resumable, retried, size- and sha256-checked.
+"""Downloading large files from strangers' servers: resumable, retried, size- and digest-checked.
 
 A partial download is kept as ``<name>.part`` and continued with an HTTP Range request; the finished file is
-checked against the expected size and sha256 before it is moved into place, so a file at its final name is always
+checked against the expected size and digests (sha256, and md5 where a publisher only gives that) before it
+is moved into place, so a file at its final name is always
 complete.  Network failures are retried with exponential back-off; a missing file (HTTP 404) is not.  Nothing
 here runs at import, and nothing downloads unless a command asks for it.
 """
@@ -17,7 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["DownloadError", "NotFound", "download", "sha256_of"]
+__all__ = ["DownloadError", "NotFound", "download", "sha256_of", "digests_of", "check_digests"]
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -31,13 +32,31 @@ class NotFound(DownloadError):
     """The server says the file is not there (HTTP 404/410): retrying will not help."""
 
 
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
+def digests_of(path: Path) -> tuple[str, str]:
+    """(sha256, md5) of a file, read once in 1 MiB blocks."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 - md5 only where the publisher gives nothing else
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    return digests_of(path)[0]
+
+
+def check_digests(path: Path, *, sha256: str | None = None, md5: str | None = None) -> str | None:
+    """None when ``path`` has the given digests (either may be None: not checked), else what differs."""
+    if sha256 is None and md5 is None:
+        return None
+    got_sha, got_md5 = digests_of(path)
+    if sha256 is not None and got_sha != sha256.lower():
+        return f"sha256 mismatch (got {got_sha}, expected {sha256})"
+    if md5 is not None and got_md5 != md5.lower():
+        return f"md5 mismatch (got {got_md5}, expected {md5})"
+    return None
 
 
 def _fetch_once(url: str, part: Path, size: int | None, timeout: float,
@@ -77,9 +96,9 @@ def _fetch_once(url: str, part: Path, size: int | None, timeout: float,
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None, timeout: float = 60,
-             retries: int = 0, backoff_s: float = 1.0,
+             retries: int = 0, backoff_s: float = 1.0, md5: str | None = None,
              progress: Callable[[int, int | None], None] | None = None) -> Path:  # fmt: skip
-    """Download ``url`` to ``dest``, resuming ``dest.part`` if present; verify size and sha256.
+    """Download ``url`` to ``dest``, resuming ``dest.part`` if present; verify size, sha256 and md5 (those given).
 
     Network errors are retried ``retries`` times (waiting ``backoff_s``, doubling); a 404 is not.
     ``progress(bytes_done, total_or_None)`` is called as data arrives.  Raises :class:`DownloadError`.
@@ -101,8 +120,8 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
     got = part.stat().st_size
     if (size is not None and got != size) or (total is not None and got < total):
         raise DownloadError(f"{url}: got {got} bytes, expected {size or total}; run again to resume")
-    if sha256 is not None and (digest := sha256_of(part)) != sha256.lower():
+    if problem := check_digests(part, sha256=sha256, md5=md5):
         part.unlink()
-        raise DownloadError(f"{url}: sha256 mismatch (got {digest}, expected {sha256}); the corrupt file was removed")
+        raise DownloadError(f"{url}: {problem}; the corrupt file was removed")
     os.replace(part, dest)
     return dest

@@ -13,7 +13,6 @@ torch.nn modules), or ``trust_model`` is set.  ONNX files hold no code and are t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -145,12 +144,10 @@ def _registry_trusts(path: Path) -> bool:
     release = REGISTRY.get(path.stem.lower())
     if release is None or not (release.sha256 or release.md5):
         return False
-    sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 - MegaDetector publishes md5s; a second preimage is out of reach
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-            md5.update(block)
-    return sha.hexdigest() == release.sha256 or md5.hexdigest() == release.md5
+    from camtrap.download import digests_of
+
+    sha, md5 = digests_of(path)  # MegaDetector publishes md5s; a second preimage is out of reach
+    return sha == release.sha256 or md5 == release.md5
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict:

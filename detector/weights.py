@@ -2,7 +2,9 @@
 
 Nothing here runs at import and nothing downloads unless ``fetch`` is called (``hakuna weights fetch``).
 A partial download is kept as ``<name>.part`` and continued with an HTTP Range request; the finished file
-is checked against the expected size and sha256 before it is moved into place.
+is checked against the expected size and the release's digest (sha256, or MegaDetector's published md5) before
+it is moved into place, and again every time ``fetch`` returns it from the cache; a file that does not match is
+deleted and reported.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from camtrap.download import DownloadError, download, sha256_of
+from camtrap.download import DownloadError, check_digests, download, sha256_of
 from detector.model import DetectorSpec
 
 __all__ = ["Release", "REGISTRY", "DownloadError", "cache_dir", "fetch", "download"]  # download: camtrap.download
@@ -77,16 +79,25 @@ def fetch(name: str, *, cache: Path | None = None, url: str | None = None,
           progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Make sure release ``name`` is in the cache (downloading if needed) and return its path.
 
-    ``url`` overrides the release's address (a mirror, or a local server in tests).
+    ``url`` overrides the release's address (a mirror, or a local server in tests); the file must still match
+    the release's digest.
+
+    Raises:
+        DownloadError: the download failed or does not match the release (the file is deleted).
     """
     release = REGISTRY.get(name.lower())
     if release is None:
         known = sorted({r.name for r in REGISTRY.values()})
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(known)}")
     dest = (cache or cache_dir()) / release.filename
-    if dest.exists() and (release.sha256 is None or sha256_of(dest) == release.sha256):
-        return dest
-    path = download(url or release.url, dest, sha256=release.sha256, size=release.size, progress=progress, retries=2)
-    if release.sha256 is None:
+    if dest.exists():
+        problem = check_digests(dest, sha256=release.sha256, md5=release.md5)
+        if problem is None:
+            return dest
+        dest.unlink()
+        log.warning("the cached %s did not match the release (%s): removed, downloading again", dest, problem)
+    path = download(url or release.url, dest, sha256=release.sha256, md5=release.md5, size=release.size,
+                    progress=progress, retries=2)  # fmt: skip
+    if release.sha256 is None and release.md5 is None:
         log.warning("%s has no recorded sha256; the downloaded file's sha256 is %s", release.name, sha256_of(path))
     return path

@@ -91,3 +91,17 @@ def test_registry_has_megadetector_releases():
     assert (sorrel.spec.input_size, larch.spec.input_size) == (960, 640)
     assert sorrel.spec.classes == ("animal", "person", "vehicle")
     assert weights.REGISTRY["md_v5a.0.0"].fmt == "yolov5"
+
+
+def test_fetch_checks_the_published_md5_before_caching_and_on_every_use(server, tmp_path, monkeypatch):
+    release = weights.REGISTRY["mdv5a"]  # only its md5 is published
+    assert release.sha256 is None and release.md5
+    with pytest.raises(DownloadError, match="md5 mismatch.*removed"):
+        fetch("mdv5a", cache=tmp_path, url=f"{server}/random.pt")  # 1 MiB that is not the release
+    assert list(tmp_path.iterdir()) == []
+    good = Release(release.name, release.url, release.spec, release.fmt, md5=hashlib.md5(PAYLOAD).hexdigest())
+    monkeypatch.setitem(weights.REGISTRY, "mdv5a", good)
+    path = fetch("mdv5a", cache=tmp_path, url=f"{server}/good.pt")
+    assert path.read_bytes() == PAYLOAD
+    path.write_bytes(b"tampered")  # the cache is checked again on use: removed and fetched again
+    assert fetch("mdv5a", cache=tmp_path, url=f"{server}/good.pt").read_bytes() == PAYLOAD
