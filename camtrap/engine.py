@@ -33,7 +33,7 @@ from camtrap.batching import batched
 from camtrap.devices import DECODERS
 from camtrap.frames import FrameRef
 from camtrap.geometry import PAD_VALUE, Letterbox, cut_crop, letterbox
-from camtrap.images import DEFAULT_MAX_PIXELS, load_frame
+from camtrap.images import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, load_frame
 from camtrap.results import CropPrediction, Detection, FrameDetections
 from camtrap.stream import ordered_map, staged
 
@@ -55,6 +55,7 @@ class EngineConfig:
     decoder: str = "auto"  # auto: torch where a stage runs on CUDA, else pil
     read_datetime: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES  # larger files are a failure, never opened
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -172,7 +173,8 @@ def decode_frame(ref: FrameRef, plan: DecodePlan, cfg: EngineConfig) -> DecodedF
     t0 = time.perf_counter()
     if ref.failure:
         return DecodedFrame(ref, failure=ref.failure)
-    img = load_frame(ref, max_side=plan.max_side, read_datetime=cfg.read_datetime, max_pixels=cfg.max_pixels)
+    img = load_frame(ref, max_side=plan.max_side, read_datetime=cfg.read_datetime, max_pixels=cfg.max_pixels,
+                     max_bytes=cfg.max_file_bytes)
     if not img.ok:
         return DecodedFrame(ref, failure=f"{img.failure.value}: {img.detail}".rstrip(": "),
                             decode_s=time.perf_counter() - t0)

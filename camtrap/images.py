@@ -5,7 +5,9 @@ CMYK, grayscale, palette, RGBA, 16-bit and EXIF-rotated images (converted to upr
 can be decoded at reduced size (DCT scaling) when the caller needs fewer pixels than the file holds.
 
 Small files can hold huge images (a 20 KB 1-bit PNG of 13000 x 13000 pixels decodes to 500 MB of RGB), so
-the pixel count is read from the header and checked against ``max_pixels`` before anything is decoded.
+the pixel count is read from the header and checked against ``max_pixels`` before anything is decoded.  Large
+files can stall a decoder (an 8 GB file that starts with a JPEG marker keeps PIL scanning for markers for many
+minutes), so the file size is checked against ``max_bytes`` before the file is opened.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from camtrap.frames import FrameRef, checked_path
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Failure", "LoadedImage", "load_image", "load_frame", "exif_datetime"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_FILE_BYTES", "Failure", "file_too_large", "LoadedImage", "load_image",
+           "load_frame", "exif_datetime"]
 
 log = logging.getLogger(__name__)
 _EXIF_DATETIME_ORIGINAL = 0x9003
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest image (width x height) decoded by default: 100 MP, 16x a 2048x1536 camera-trap frame."""
+DEFAULT_MAX_FILE_BYTES = 100_000_000
+"""Largest image file opened by default: 100 MB, about 50x a camera-trap JPEG."""
 
 
 class Failure(str, enum.Enum):
@@ -87,6 +92,13 @@ def exif_datetime(img: Image.Image) -> str | None:
     return str(value).strip() if value else None
 
 
+def file_too_large(size: int, max_bytes: int | None) -> str | None:
+    """The failure detail for a file of ``size`` bytes over ``max_bytes`` (None: within the limit, or no limit)."""
+    if max_bytes is None or size <= max_bytes:
+        return None
+    return f"{size:,} bytes is over the file size limit of {max_bytes:,}"
+
+
 def _fail(path: Path, failure: Failure, detail: str = "") -> LoadedImage:
     log.debug("cannot load %s: %s %s", path, failure.value, detail)
     return LoadedImage(path, None, 0, 0, failure, detail)
@@ -94,7 +106,7 @@ def _fail(path: Path, failure: Failure, detail: str = "") -> LoadedImage:
 
 def load_image(
     path: str | os.PathLike[str], *, max_side: int | None = None, read_datetime: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, max_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
 ) -> LoadedImage:
     """Load ``path`` as upright RGB; never raises for a bad file.
 
@@ -105,11 +117,15 @@ def load_image(
         read_datetime: also read EXIF DateTimeOriginal.
         max_pixels: refuse (as a failure) images with more pixels than this, judged from the header before
             decoding; None: no limit of ours (PIL's own decompression-bomb limit still applies).
+        max_bytes: refuse (as a failure) files larger than this, before opening them; None: no limit.
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             return _fail(path, Failure.EMPTY)
+        if too_large := file_too_large(size, max_bytes):
+            return _fail(path, Failure.TOO_LARGE, too_large)
     except FileNotFoundError:
         return _fail(path, Failure.MISSING)
     except OSError as exc:

@@ -14,6 +14,7 @@ PIL on the CPU, image by image, and moved to the device: a bad file is still onl
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from camtrap.batching import batched
 from camtrap.engine import DecodedFrame, DecodePlan, EngineConfig
 from camtrap.frames import FrameRef, checked_path
 from camtrap.geometry import PAD_VALUE, Letterbox, crop_box, letterbox_offsets, letterbox_size
-from camtrap.images import Failure, exif_datetime, load_image
+from camtrap.images import Failure, exif_datetime, file_too_large, load_image
 from camtrap.stream import ordered_map
 
 __all__ = ["decoded_batches", "letterbox_tensor", "stack_letterboxed", "cut_crops", "concat"]
@@ -47,14 +48,17 @@ class _Read:
     is_jpeg: bool = False
 
 
-def _read(ref: FrameRef, max_pixels: int | None) -> _Read:
+def _read(ref: FrameRef, max_pixels: int | None, max_bytes: int | None) -> _Read:
     if ref.failure:
         return _Read(ref, failure=ref.failure)
     path = checked_path(ref)
     if path is None:
         return _Read(ref, failure=Failure.OUTSIDE_ROOT.value)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            if too_large := file_too_large(os.fstat(f.fileno()).st_size, max_bytes):
+                return _Read(ref, failure=f"{Failure.TOO_LARGE.value}: {too_large}")
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)  # bounded even if the file grows
     except FileNotFoundError:
         return _Read(ref, failure=Failure.MISSING.value)
     except OSError as exc:
@@ -79,7 +83,8 @@ def _read(ref: FrameRef, max_pixels: int | None) -> _Read:
 def _pil_fallback(read: _Read, cfg: EngineConfig, device: str) -> DecodedFrame:
     """Decode one file on the CPU with PIL (what nvJPEG refuses, and non-JPEGs)."""
     path = checked_path(read.ref)
-    img = load_image(path, read_datetime=cfg.read_datetime, max_pixels=cfg.max_pixels)  # type: ignore[arg-type]
+    img = load_image(path, read_datetime=cfg.read_datetime, max_pixels=cfg.max_pixels,  # type: ignore[arg-type]
+                     max_bytes=cfg.max_file_bytes)
     if not img.ok:
         return DecodedFrame(read.ref, failure=f"{img.failure.value}: {img.detail}".rstrip(": "))
     pixels = torch.from_numpy(img.pixels).permute(2, 0, 1).contiguous().to(device)
@@ -142,7 +147,8 @@ def decoded_batches(frames: Iterable[FrameRef], plan: DecodePlan, cfg: EngineCon
     # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec; they remain the batched nvJPEG path.
     warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                             category=DeprecationWarning)  # fmt: skip
-    reads = ordered_map(lambda r: _read(r, cfg.max_pixels), frames, workers=cfg.workers, lookahead=cfg.prefetch)
+    reads = ordered_map(lambda r: _read(r, cfg.max_pixels, cfg.max_file_bytes), frames, workers=cfg.workers,
+                        lookahead=cfg.prefetch)
     for chunk in batched(reads, cfg.detector_batch):
         t0 = time.perf_counter()
         with torch.inference_mode():

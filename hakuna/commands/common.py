@@ -64,6 +64,8 @@ def add_engine(p: argparse.ArgumentParser, *, batch: int = 8) -> None:
                         "auto: torch on CUDA, else pil")
     p.add_argument("--max-pixels", type=int_in(1, 10**10), default=100_000_000,
                    help="larger images are refused (a failure record)")
+    p.add_argument("--max-file-mb", type=int_in(1, 1_000_000), default=100,
+                   help="larger image files are refused before they are opened (a failure record)")
 
 
 def add_trust(p: argparse.ArgumentParser) -> None:
@@ -81,7 +83,8 @@ def engine_config(args: argparse.Namespace, **overrides):
     from camtrap.engine import EngineConfig
 
     values = {"detector_batch": args.batch_size, "classifier_batch": args.classifier_batch, "workers": args.workers,
-              "decoder": args.decoder, "max_pixels": args.max_pixels}  # fmt: skip
+              "decoder": args.decoder, "max_pixels": args.max_pixels,
+              "max_file_bytes": args.max_file_mb * 1_000_000}  # fmt: skip
     values.update(overrides)
     return EngineConfig(**values)
 

@@ -72,3 +72,18 @@ def test_real_dev_awkward_photos():
         got = load_image(root / "images" / r["path"])
         assert got.ok, (r["path"], got.failure, got.detail)
         assert got.pixels.ndim == 3 and got.pixels.shape[2] == 3
+
+
+def test_files_over_the_size_limit_are_refused_before_opening(tmp_path):
+    """A file that starts like a JPEG and goes on (PIL would scan it for markers) is refused from its size."""
+    from camtrap.frames import frame_ref
+    from camtrap.tensors import _read
+
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0")
+        f.truncate(50_000_000)  # sparse: 50 MB on paper, nothing on disk
+    img = load_image(big, max_bytes=10_000_000)
+    assert img.failure is Failure.TOO_LARGE and "50,000,000 bytes is over the file size limit" in img.detail
+    read = _read(frame_ref(tmp_path, "big.jpg"), None, 10_000_000)
+    assert read.data is None and read.failure.startswith(Failure.TOO_LARGE.value)
