@@ -2,6 +2,7 @@
 value or a one-line error naming the file, never a traceback and never a silent wrong number."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,11 @@ from hypothesis import strategies as st
 
 from camtrap.dataset import read_labels, read_metadata
 from camtrap.fileio import DataError
+from camtrap.geometry import MAX_CROP_MARGIN, cut_crop
 from camtrap.labels import COLUMNS
 from camtrap.mdjson import read_results, results_from_json
 from camtrap.metric import SubmissionError, read_submission, score, validate_submission
+from tests.hostile import mutated
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 HEADER = "seq_id," + ",".join(COLUMNS)
@@ -147,3 +150,53 @@ def test_json_of_nan_confidence_is_refused():
             "images": [{"file": "a", "detections": [{"category": "1", "conf": float("nan"), "bbox": [0, 0, .1, .1]}]}]}
     with pytest.raises(DataError, match="conf must be a number"):
         results_from_json(json.loads(json.dumps(data)), "nan.json")
+
+
+RESULTS = {"info": {"format_version": "1.6", "detector": "t"}, "detection_categories": {"1": "animal", "2": "person"},
+           "classification_categories": {"0": "zebra"},
+           "images": [{"file": "a.jpg", "width": 64, "height": 48,
+                       "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.2, 0.3, 0.4],
+                                       "classifications": [["0", 0.8]]}]},
+                      {"file": "b/c.jpg", "detections": [{"category": "2", "conf": 0.5, "bbox": [0, 0, 1, 1]}]},
+                      {"file": "d.jpg", "failure": "not an image", "detections": None}]}  # fmt: skip
+
+
+@SETTINGS
+@given(obj=mutated(RESULTS, max_changes=3))
+def test_results_fields_checked_and_accepted_boxes_crop(obj):
+    """Hostile numbers in a valid results file: refused, or boxes and confidences any stage can use."""
+    try:
+        results = results_from_json(json.loads(json.dumps(obj)), "results.json")
+    except DataError as exc:
+        _one_line(exc, "results.json")
+        return
+    files = [f.file for f in results.frames]
+    assert len(files) == len(set(files))
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    for frame in results.frames:
+        for d in frame.detections or ():
+            assert 0 <= d.conf <= 1 and all(math.isfinite(v) for v in d.bbox_xywh_norm)
+            assert max(cut_crop(rgb, d.bbox_xywh_norm, MAX_CROP_MARGIN).shape) <= 3 * 64 + 2
+    for pairs in (results.classifications or {}).values():
+        assert all(0 <= p <= 1 for _, p in pairs)
+
+
+digits = st.text("0123456789", min_size=0, max_size=30)
+
+
+@SETTINGS
+@given(rows=st.lists(st.tuples(st.one_of(digits, st.sampled_from(["²", "99999", "-1", "1.5"])), digits,
+                               st.sampled_from([".jpg", ".JPG", "", ".99999999999999999999"])),
+                     min_size=1, max_size=5))  # fmt: skip
+def test_metadata_with_odd_numbers_reads_or_refuses(tmp_path, rows):
+    """Seasons of any length or script, frame numbers of 25 digits: a table or a one-line DataError."""
+    lines = ["seq_id,file_name,datetime"]
+    lines += [f"SER_S{season}#A#1#{i},S1/PICT{frame}{ext},2020-01-01" for i, (season, frame, ext) in enumerate(rows)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    try:
+        frames = read_metadata(tmp_path / "m.csv")
+    except DataError as exc:
+        _one_line(exc, "m.csv")
+        return
+    seasons = frames["season"].dropna()
+    assert ((seasons >= 0) & (seasons <= 999)).all() and (frames["frame"] >= 0).all()
