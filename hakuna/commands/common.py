@@ -32,6 +32,7 @@ def _in_range(kind: type, lo: float | None, hi: float | None, low_open: bool) ->
         return value
 
     parse.__name__ = kind.__name__
+    parse.bounds = (lo, hi, low_open)  # type: ignore[attr-defined]  # for the test that probes every option
     return parse
 
 
