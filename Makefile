@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox
 	$(BIN)/hakuna demo --out $(DEMO_OUT)
 
 test: $(STAMP) browser sandbox $(MEGADETECTOR) $(YOLOV5)
