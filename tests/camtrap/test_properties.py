@@ -200,3 +200,22 @@ def test_metadata_with_odd_numbers_reads_or_refuses(tmp_path, rows):
         return
     seasons = frames["season"].dropna()
     assert ((seasons >= 0) & (seasons <= 999)).all() and (frames["frame"] >= 0).all()
+
+
+def test_the_issue_cases_of_results_files_are_refused():
+    bad_box = json.loads(json.dumps(RESULTS))
+    bad_box["images"][0]["detections"][0]["bbox"] = [float("nan"), 0.1, 0.1, 0.1]
+    twice = json.loads(json.dumps(RESULTS))
+    twice["images"].append(dict(twice["images"][0]))
+    for obj, match in [(bad_box, "bbox must be"), (twice, "listed twice")]:
+        with pytest.raises(DataError, match=match):
+            results_from_json(json.loads(json.dumps(obj)), "r.json")
+
+
+def test_speciesnet_confidence_over_one_is_refused_at_import():
+    from camtrap.speciesnet import results_from_speciesnet
+
+    pred = {"filepath": "a.jpg", "detections": [{"category": "1", "label": "animal", "conf": 1.7,
+                                                 "bbox": [0.1, 0.1, 0.2, 0.2]}]}  # fmt: skip
+    with pytest.raises(DataError, match=r"predictions\[0\].*conf must be a number in \[0, 1\]"):
+        results_from_speciesnet({"predictions": [pred]}, "predictions.json")

@@ -31,3 +31,23 @@ def test_export_crops_only_animals_above_threshold(tmp_path):
     assert [c["detection_index"] for c in mapping["crops"]] == [0]
     crop = np.asarray(Image.open(tmp_path / "crops" / mapping["crops"][0]["crop"]))
     assert crop.shape[:2] == (40, 40) and crop[10:30].mean() > 200  # the white box, squared around its middle
+
+
+def test_crop_names_never_collide_and_unwritten_crops_are_not_listed(tmp_path, monkeypatch):
+    from detector import crops
+
+    (tmp_path / "a").mkdir()
+    names = ["a/b.jpg", "a__b.jpg", "x.jpg", "x.png", "n" * 250 + ".jpg"]
+    for name in names:
+        Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(tmp_path / name)
+    det = (Detection("animal", 0.9, (0.2, 0.2, 0.5, 0.5)),)
+    results = DetectionResults(tuple(FrameDetections(n, det) for n in names))
+    frames = {r.file: r for r in folder_frames(tmp_path, names)}
+    assert export_crops(results, frames, tmp_path / "crops", threshold=0.2, margin=0.1) == len(names)
+    listed = [c["crop"] for c in json.loads((tmp_path / "crops" / "crops.json").read_text())["crops"]]
+    assert len(set(listed)) == len(names) and all((tmp_path / "crops" / c).is_file() for c in listed)
+    assert max(len(c) for c in listed) < 100
+    monkeypatch.setattr(crops.cv2, "imwrite", lambda *a, **k: False)  # a full disk, a name the OS refuses
+    assert export_crops(results, frames, tmp_path / "crops2", threshold=0.2, margin=0.1) == 0
+    mapping = json.loads((tmp_path / "crops2" / "crops.json").read_text())
+    assert mapping["crops"] == [] and mapping["unwritten_crops"] == len(names)
