@@ -5,7 +5,8 @@ The container runs ``python main.py`` in a fresh folder with ``data/`` mounted r
 ``main.py`` runs under Bubblewrap (``bwrap``, the sandbox Flatpak uses): in new user, pid, network, mount, ipc,
 uts and cgroup namespaces, with a fresh ``/proc``, as ``nobody`` with no capabilities (also when the harness
 runs as root), on a read-only view of ``/`` where only the run folder is writable, ``data/`` a read-only bind
-mount the child cannot remount, and ``/tmp`` and ``/dev/shm`` private.  A wall-clock limit kills the whole
+mount the child cannot remount, ``/tmp`` and ``/dev/shm`` private, and only an allowlist of environment
+variables passed on.  A wall-clock limit kills the whole
 process tree.  Where Bubblewrap is missing or cannot make its namespaces the run is refused, unless the caller
 allows it (``allow_network``); then it runs unconfined, with a warning.  Either way the data folder is checked
 unchanged afterwards, the CSV is validated like ``hakuna score`` validates a submission, a run that wrote class
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 STATUS_FILE = "submission-status.json"
 NOBODY = 65534
 COMPETITION_TIME_LIMIT_S = 8 * 3600.0  # the competition's limit on one run
+# The only environment main.py sees (besides LC_* and NVIDIA_*): no tokens or credentials of the caller's.
+_PASSED_ENV = {"PATH", "LANG", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "OMP_NUM_THREADS",
+               "MKL_NUM_THREADS"}
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,8 @@ def run_submission(zip_path: Path, data_dir: Path, out_csv: Path, *, allow_netwo
         DataError: the zip is not a zip, has no main.py, or is over the limits.
     """
     data_dir = Path(data_dir).resolve()
+    if not data_dir.is_dir():
+        raise DataError(data_dir, "the data folder does not exist (or is not a folder)")
     out_csv = Path(out_csv)
     before = snapshot(data_dir)
     with tempfile.TemporaryDirectory(prefix="hakuna-run-") as tmp:
@@ -240,8 +246,8 @@ def run_submission(zip_path: Path, data_dir: Path, out_csv: Path, *, allow_netwo
         (work / "data").mkdir(exist_ok=True)  # the mount point (a zip's own data/ is hidden under the mount)
         if owner is not None:
             _chown_tree(work, owner)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HAKUNA_", "PYTHONPATH"))}
-        env.update(PYTHONNOUSERSITE="1", TMPDIR=str(work / "tmp"))
+        env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith(("LC_", "NVIDIA_"))}
+        env.update(PYTHONNOUSERSITE="1", TMPDIR=str(work / "tmp"), HOME=str(work / "tmp"))
         if time_budget_s is not None:
             env["HAKUNA_TIME_BUDGET_S"] = str(time_budget_s)
         if cmd[0] == python:  # unconfined: data/ is a link to the data folder

@@ -77,6 +77,10 @@ for pid in [os.getppid(), 1] + [int(p) for p in os.listdir("/proc") if p.isdigit
 attempt("shm", lambda: write("/dev/shm/" + os.path.basename(OUTSIDE)))
 attempt("tmp", lambda: write(OUTSIDE))
 """,
+    # the caller's environment (tokens, credentials) is not passed on.
+    "environment": """
+attempt("env", lambda: [k + "=" + v for k, v in os.environ.items() if "SECRET" in k])
+""",
     # join the parent's network namespace (setns, CLONE_NEWNET) and connect to the host's listener.
     "setns-network": """
 def join(pid):
@@ -215,8 +219,9 @@ USERS = ["caller", "nobody"]
 
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("escape", sorted(ESCAPES))
-def test_escape_attempts_change_nothing_outside_the_run(escape, user, base, listener):
+def test_escape_attempts_change_nothing_outside_the_run(escape, user, base, listener, monkeypatch):
     port, seen = listener
+    monkeypatch.setenv("SANDBOX_TEST_SECRET", "escaped")
     data = _data(base / "data")
     outside = f"/tmp/hakuna-escape-{uuid.uuid4().hex}"  # on the host's /tmp, which the sandbox replaces
     targets = [Path(outside), Path("/dev/shm") / Path(outside).name, Path("/") / Path(outside).name]
