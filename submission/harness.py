@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ class Limits:
     unpacked_bytes: int = 16 << 30  # total size of the zip's members once extracted
     members: int = 100_000
     ratio: float = 200.0  # largest uncompressed/compressed size of one member (over 1 MiB)
+    result_bytes: int = 2 << 30  # largest submission.csv (or status file) the harness reads back
 
 
 class HarnessError(RuntimeError):
@@ -160,10 +162,30 @@ def _number(status: dict, key: str) -> int:
     return value
 
 
-def _check_status(work: Path) -> None:
+def _check_result_file(path: Path, limits: Limits) -> None:
+    """The harness reads what main.py wrote with the caller's rights: only a plain file (not a link to a file
+    main.py could not read itself, not a pipe that never ends), of a bounded size."""
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        raise HarnessError(f"the run's {path.name} is not a plain file (a link, a pipe or a folder); refused")
+    if st.st_size > limits.result_bytes:
+        raise HarnessError(f"the run's {path.name} is {st.st_size} bytes, more than the {limits.result_bytes} allowed")
+
+
+def _environment(work: Path, time_budget_s: float | None) -> dict[str, str]:
+    """main.py's environment: an allowlist of the caller's, plus where to put temporary files."""
+    env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith(("LC_", "NVIDIA_"))}
+    env.update(PYTHONNOUSERSITE="1", TMPDIR=str(work / "tmp"), HOME=str(work / "tmp"))
+    if time_budget_s is not None:
+        env["HAKUNA_TIME_BUDGET_S"] = str(time_budget_s)
+    return env
+
+
+def _check_status(work: Path, limits: Limits) -> None:
     path = work / STATUS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return
+    _check_result_file(path, limits)
     try:
         status = read_json(path)
     except DataError as exc:
@@ -246,10 +268,7 @@ def run_submission(zip_path: Path, data_dir: Path, out_csv: Path, *, allow_netwo
         (work / "data").mkdir(exist_ok=True)  # the mount point (a zip's own data/ is hidden under the mount)
         if owner is not None:
             _chown_tree(work, owner)
-        env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith(("LC_", "NVIDIA_"))}
-        env.update(PYTHONNOUSERSITE="1", TMPDIR=str(work / "tmp"), HOME=str(work / "tmp"))
-        if time_budget_s is not None:
-            env["HAKUNA_TIME_BUDGET_S"] = str(time_budget_s)
+        env = _environment(work, time_budget_s)
         if cmd[0] == python:  # unconfined: data/ is a link to the data folder
             shutil.rmtree(work / "data")
             (work / "data").symlink_to(data_dir, target_is_directory=True)
@@ -261,9 +280,10 @@ def run_submission(zip_path: Path, data_dir: Path, out_csv: Path, *, allow_netwo
             if snapshot(data_dir) != before:
                 raise HarnessError(f"the run changed the data folder {data_dir} (the container mounts it read-only)")
         produced = work / "submission.csv"
-        if code != 0 or not produced.is_file():
+        if code != 0 or not os.path.lexists(produced):
             raise HarnessError(f"main.py failed (exit {code}); its log is in {log_path}:\n{_tail(log_path)}")
+        _check_result_file(produced, limits)
         shutil.copyfile(produced, out_csv)
         _check_csv(produced, data_dir)
-        _check_status(work)
+        _check_status(work, limits)
     return out_csv

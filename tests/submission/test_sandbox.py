@@ -280,7 +280,7 @@ def test_zip_bombs_are_refused_before_extraction(base):
 
 
 @pytest.mark.parametrize("case", ["garbage-csv", "wrong-rows", "status-not-json", "status-not-object",
-                                  "status-bad-count"])  # fmt: skip
+                                  "status-bad-count", "csv-link", "status-fifo"])  # fmt: skip
 def test_bad_results_are_a_one_line_error(case, base, capsys):
     data = _data(base / "data")
     csv = {"garbage-csv": "\x00\x01 not, a\ncsv\"", "wrong-rows": "seq_id," + ",".join(COLUMNS) + "\nX" + ",0" * 54}
@@ -289,6 +289,10 @@ def test_bad_results_are_a_one_line_error(case, base, capsys):
             "shutil.copyfile('data/submission_format.csv', 'submission.csv')\n"
             f"if {case in csv}: Path('submission.csv').write_text({csv.get(case, '')!r})\n"
             f"if {case in status}: Path('submission-status.json').write_text({status.get(case, '')!r})\n")  # fmt: skip
+    if case == "csv-link":  # the harness must not read, with its rights, a file main.py could not
+        main += "import os; os.remove('submission.csv'); os.symlink('/etc/shadow', 'submission.csv')\n"
+    if case == "status-fifo":  # nor block forever on a pipe
+        main += "import os; os.mkfifo('submission-status.json')\n"
     zip_path = _zip(base / "bad.zip", main)
     tempfile.tempdir, saved = str(base / "runs"), tempfile.tempdir
     try:
