@@ -53,3 +53,22 @@ def test_the_issue_cases_are_refused():
             assert str(exc).startswith("s: ")
         else:
             raise AssertionError(text)
+
+
+def test_weights_that_do_not_fit_the_specs_classes_are_refused(tmp_path):
+    import dataclasses
+
+    import pytest
+    import torch
+
+    from camtrap.safeload import ModelFileError
+    from classifier.predict import TorchClassifier, build_model
+    from classifier.spec import CHECKPOINT_FORMAT
+
+    spec = ModelSpec.from_json(json.dumps(BASE))
+    state = build_model(spec).state_dict()
+    wrong = dataclasses.replace(spec, classes=("a", "b", "c", "d", "e"))  # 5 names, a head of 3
+    torch.save({"format": CHECKPOINT_FORMAT, "spec": wrong.to_json(), "model": state, "history": []},
+               tmp_path / "m.pt")  # fmt: skip
+    with pytest.raises(ModelFileError, match="m.pt: the weights do not fit the spec .5 classes"):
+        TorchClassifier(tmp_path / "m.pt", "cpu")
