@@ -18,6 +18,7 @@ from hakuna.commands.common import (
     out_path,
     ray_source,
 )
+from hakuna.commands.folder import add_folder_args, predict_folder_command
 
 __all__ = ["register", "print_times", "load_models"]
 POOLING = ("mean", "max", "gmean")
@@ -44,11 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="fusion JSON to write")
     p.set_defaults(handler=_fit_fusion)
 
-    p = sub.add_parser("predict", help="run the whole pipeline on a test folder and write submission.csv")
-    p.add_argument("--data", required=True, type=Path, help="folder with test_metadata.csv, submission_format.csv")
+    p = sub.add_parser("predict", help="the whole pipeline on a folder of photos (--images: species per sequence) "
+                                       "or a competition test folder (--data: submission.csv)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, help="competition mode: folder with test_metadata.csv, "
+                                                 "submission_format.csv")
+    where.add_argument("--images", type=Path, help="folder mode: a folder of photos (see the folder options)")
     _models(p)
-    p.add_argument("--fusion", required=True, type=Path, help="fusion JSON (hakuna fit-fusion)")
-    p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
+    p.add_argument("--fusion", type=Path, help="fusion JSON (hakuna fit-fusion); required with --data, optional with "
+                                               "--images (default: an unfitted fusion, stated in the summary)")
+    p.add_argument("--out", required=True, type=Path, help="submission CSV (--data) or output folder (--images)")
+    add_folder_args(p)
     p.add_argument("--results", type=Path, help="also write MegaDetector-format results JSON with classifications")
     p.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation for crops")
     p.add_argument("--time-budget", type=float, help="seconds; sequences not reached get the class priors")
@@ -124,17 +131,22 @@ def _fit_fusion(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if args.images is not None:
+        return predict_folder_command(args)
+    if args.fusion is None:
+        raise UsageError("--data needs --fusion (fit one with `hakuna fit-fusion`)")
     from tqdm import tqdm
 
     from camtrap.mdjson import write_results
     from fusion import FusionModel
+    from hakuna.bindings import check_fusion
     from hakuna.pipeline import StageTimes, predict_submission
 
     out_path(args.out, "submission file")
     if args.results:
         out_path(args.results, "results file")
     detector, classifier = load_models(args)
-    fusion = FusionModel.load(args.fusion)
+    fusion = check_fusion(FusionModel.load(args.fusion), detector, classifier)
     cfg = _pipeline_cfg(args, tta=args.tta, time_budget_s=args.time_budget)
     times, start = StageTimes(), time.perf_counter()
     if args.engine == "ray" and (args.tta or args.time_budget is not None):
