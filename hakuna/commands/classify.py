@@ -113,6 +113,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--images", type=Path, help="image root of the results JSON (files directly under it)")
     where.add_argument("--data", type=Path, help="dataset folder whose train/ part the results describe")
+    p.add_argument("--root", type=Path, help="with --images-csv: folder its relative paths are under (default: "
+                                             "--images, else the CSV's folder); absolute paths are used as given")
     p.add_argument("--out", required=True, type=Path, help="predictions CSV")
     p.add_argument("--results-out", type=Path, help="also write the results JSON with classifications added")
     p.add_argument("--threshold", type=float, help="detections classified (default: the detector's, from the results)")
@@ -171,7 +173,7 @@ def _samples(args: argparse.Namespace):
         return correction_samples(args.corrections, args.images, reviewed_only=args.reviewed_only,
                                   allow_outside_root=args.allow_outside_root)  # fmt: skip
     if args.images_csv is not None:
-        return csv_samples(args.images_csv, args.root, allow_outside_root=args.allow_outside_root)
+        return csv_samples(args.images_csv, args.root)
     data = _train_data(args)
     if args.source == "frames":
         return frame_samples(data)
@@ -239,7 +241,7 @@ def _cv(args: argparse.Namespace) -> int:
 
     if args.json:
         out_path(args.json, "JSON file")
-    samples = csv_samples(args.images_csv, args.root, skip_unknown=True, allow_outside_root=args.allow_outside_root)
+    samples = csv_samples(args.images_csv, args.root, skip_unknown=True)
     cache = args.cache_dir or Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "cv"
     results = cross_validate(samples, tuple(args.recipes), folds=args.folds, seed=args.seed, cache_dir=cache,
                              device=device_of(args), fewshot=_fewshot_cfg(args), say=print)  # fmt: skip
@@ -271,6 +273,7 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     import pandas as pd
     from tqdm import tqdm
 
+    from camtrap.failures import report_failures
     from camtrap.fileio import DataError, atomic_write_csv, read_csv
     from camtrap.frames import frame_ref
     from classifier.predict import classify_paths
@@ -278,15 +281,16 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     table = read_csv(args.images_csv, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
         raise DataError(args.images_csv, f"missing column 'path' (has {list(table.columns)})", line=1)
-    refs = [frame_ref(args.images_csv.parent, p, allow_outside_root=args.allow_outside_root) for p in table["path"]]
+    root = args.root or args.images or args.images_csv.parent
+    refs = [frame_ref(root, p, allow_outside_root=True) for p in table["path"]]
     with tqdm(total=len(refs), desc="classify", unit="img", disable=args.no_progress) as bar:
         preds = classify_paths(clf, refs, batch_size=args.batch_size, tta=args.tta, workers=args.workers,
                                progress=bar.update)  # fmt: skip
     rows = [{"path": p.path, "failure": p.failure or "",
-             **dict(zip(clf.spec.classes, p.probs or [float("nan")] * len(clf.spec.classes)))} for p in preds]
-    atomic_write_csv(args.out, pd.DataFrame(rows), index=False)
+             **dict(zip(clf.spec.classes, p.probs or [""] * len(clf.spec.classes)))} for p in preds]
+    atomic_write_csv(args.out, pd.DataFrame(rows, columns=["path", "failure", *clf.spec.classes]), index=False)
     print(f"{len(preds)} images ({sum(p.probs is None for p in preds)} unreadable) -> {args.out}")
-    return 0
+    return report_failures([(str(p.path), p.failure or "unreadable") for p in preds if p.probs is None], len(preds))
 
 
 def _frame_source(args: argparse.Namespace, results) -> dict:

@@ -66,10 +66,10 @@ def predict_folder_command(args: argparse.Namespace) -> int:
     """``hakuna predict --images DIR ... --out OUTDIR``."""
     from tqdm import tqdm
 
+    from camtrap.failures import report_failures
     from fusion import FusionModel
     from hakuna.commands.common import engine_config
     from hakuna.commands.run import load_models, print_times
-    from hakuna.failures import report_failures
     from hakuna.folder import predict_folder
     from hakuna.pipeline import PipelineConfig
 

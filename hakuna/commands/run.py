@@ -36,8 +36,14 @@ def _models(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the pipeline's subcommands to the ``hakuna`` parser."""
-    p = sub.add_parser("fit-fusion", help="fit fusion's calibration on a validation season of a training set")
-    p.add_argument("--data", required=True, type=Path, help="dataset folder with train/ (competition layout)")
+    p = sub.add_parser("fit-fusion", help="fit fusion's calibration on a validation season of a training set, or on "
+                                          "labelled photos (--images-csv) for a classifier of your own classes")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="dataset folder with train/ (competition layout)")
+    src.add_argument("--images-csv", type=Path, help="labelled photos: path,label[,seq_id] (labels: the classifier's "
+                                                     "classes or empty; other rows are skipped)")
+    p.add_argument("--root", type=Path, help="with --images-csv: folder its relative paths are under (default: the "
+                                             "CSV's folder); absolute paths are used as given")
     _models(p)
     p.add_argument("--val-seasons", type=int, nargs="*", help="default: the latest training season")
     p.add_argument("--species-pooling", choices=POOLING, default="mean")
@@ -108,26 +114,43 @@ def _pipeline_cfg(args: argparse.Namespace, **extra):
 def _fit_fusion(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from tqdm import tqdm
+
     from camtrap.dataset import read_train, season_split
+    from camtrap.failures import report_failures
     from fusion import FusionConfig, Pooling, fit
     from fusion.fit import class_priors
+    from hakuna.bindings import fingerprints, output_columns
+    from hakuna.evaluate import images_csv_as_sequences
     from hakuna.pipeline import collect_evidence
 
     out_path(args.out, "fusion file")
-    data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
-                      args.data / "train")  # fmt: skip
-    data = dataclasses.replace(data, allow_outside_root=args.allow_outside_root)
-    _, val_part = season_split(data, args.val_seasons or None)
     detector, classifier = load_models(args)
-    evidence, _ = collect_evidence(val_part, detector, classifier, _pipeline_cfg(args))
+    columns = output_columns(classifier.spec.classes)
+    if args.images_csv is not None:
+        val_part = images_csv_as_sequences(args.images_csv, args.root, columns)
+        priors = class_priors(val_part.labels, columns=columns)
+    else:
+        data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
+                          args.data / "train")  # fmt: skip
+        data = dataclasses.replace(data, allow_outside_root=args.allow_outside_root)
+        _, val_part = season_split(data, args.val_seasons or None)
+        priors = class_priors(data.labels)
+    species = tuple(c for c in columns if c != "empty")
+    with tqdm(total=len(val_part.seq_ids), desc="fit-fusion", unit="seq", disable=args.no_progress) as bar:
+        evidence, results = collect_evidence(val_part, detector, classifier, _pipeline_cfg(args), species=species,
+                                             progress=bar.update)  # fmt: skip
     cfg = FusionConfig(species_pooling=Pooling(args.species_pooling), empty_pooling=Pooling(args.empty_pooling))
-    model = fit(evidence, val_part.labels, cfg, animal_threshold=detector.spec.typical_threshold,
-                priors=class_priors(data.labels))  # fmt: skip
+    model = fit(evidence, val_part.labels, cfg, animal_threshold=detector.spec.typical_threshold, priors=priors,
+                classes=columns, fitted_for=fingerprints(detector, classifier))  # fmt: skip
+    failures = [(f.file, f.failure) for f in results.frames if not f.ok]
+    if failures and len(failures) == len(results.frames):
+        return report_failures(failures, len(results.frames))  # nothing was read: no fusion file
     model.save(args.out)
     crops = sum(len(ev.crop_probs) for ev in evidence)
     print(f"fusion -> {args.out} (temperature {model.temperature}, prior mix {model.prior_mix}, "
           f"{len(evidence)} validation sequences, {crops} crops)")  # fmt: skip
-    return 0
+    return report_failures(failures, len(results.frames))
 
 
 def _predict(args: argparse.Namespace) -> int:
