@@ -323,8 +323,16 @@ def _classify_on_ray(args: argparse.Namespace, clf, results, frames: dict, thres
 def _classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from camtrap.engine import wanted_detections
+    from camtrap.failures import report_failures
     from camtrap.mdjson import read_results, write_results
-    from classifier.predict import classify_detections, load, with_classifications, write_predictions
+    from classifier.predict import (
+        CropClassifier,
+        classify_detections,
+        load,
+        with_classifications,
+        write_predictions,
+    )
 
     out_path(args.out, "predictions file")
     if args.results_out:
@@ -339,15 +347,18 @@ def _classify(args: argparse.Namespace) -> int:
     if threshold is None:
         raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
     frames = _frame_source(args, results)
-    with tqdm(desc="classify", unit="frame", disable=args.no_progress) as bar:
+    limit = CropClassifier(clf, threshold).max_crops_per_frame
+    total = sum(1 for f in results.frames if f.file in frames and wanted_detections(f.detections, threshold, limit))
+    failures: list[tuple[str, str]] = []
+    with tqdm(total=total, desc="classify", unit="frame", disable=args.no_progress) as bar:
         if args.engine == "ray":
             preds = _classify_on_ray(args, clf, results, frames, threshold, bar.update)
         else:
             preds = classify_detections(clf, results, frames, threshold=threshold, tta=args.tta,
-                                        cfg=engine_config(args), progress=bar.update)  # fmt: skip
+                                        cfg=engine_config(args), progress=bar.update, failures=failures)  # fmt: skip
     write_predictions(args.out, preds, clf.spec.classes, args.top_k)
     if args.results_out:
         write_results(args.results_out, with_classifications(results, preds, clf.spec.classes, args.top_k,
                                                              classifier=args.model.name))  # fmt: skip
     print(f"{len(preds)} crops -> {args.out}")
-    return 0
+    return report_failures(failures, total, what="images with crops")

@@ -160,6 +160,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError("--data needs --fusion (fit one with `hakuna fit-fusion`)")
     from tqdm import tqdm
 
+    from camtrap.failures import report_failures
     from camtrap.mdjson import write_results
     from fusion import FusionModel
     from hakuna.bindings import check_fusion
@@ -176,7 +177,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError("--engine ray does not take --tta or --time-budget")
     source = (ray_source(args, detector, classifier, detector_path=args.detector, classifier_path=args.classifier)
               if args.engine == "ray" else None)  # fmt: skip
-    with tqdm(desc="predict", unit="seq", disable=args.no_progress) as bar:
+    with tqdm(total=_format_rows(args.data), desc="predict", unit="seq", disable=args.no_progress) as bar:
         _, results = predict_submission(args.data, detector, classifier, fusion, args.out, cfg, progress=bar.update,
                                         times=times, keep_results=args.results is not None,
                                         source=source)  # fmt: skip
@@ -184,7 +185,16 @@ def _predict(args: argparse.Namespace) -> int:
         write_results(args.results, results)
     print_times(times, time.perf_counter() - start)
     print(f"submission -> {args.out}")
-    return 0
+    return report_failures(times.failures, times.frames)
+
+
+def _format_rows(data: Path) -> int | None:
+    """Sequences in ``data/submission_format.csv`` (its lines less the header), for the progress bar's total."""
+    try:
+        with open(data / "submission_format.csv", "rb") as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    except OSError:
+        return None
 
 
 def _package(args: argparse.Namespace) -> int:
