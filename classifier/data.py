@@ -36,15 +36,19 @@ from classifier.spec import ModelSpec
 
 __all__ = ["SampleError", "Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "classes_of",
            "correction_samples", "holdout_group_per_class", "decode_cached", "CORRECTION_COLUMNS",
-           "CORRECTION_STATUSES", "decode_failures"]
+           "CORRECTION_STATUSES", "decode_failures", "read_corrections", "SEQUENCE_ROW"]
 
 log = logging.getLogger(__name__)
 
 
 class SampleError(ValueError):
     """Training data that cannot train a model (no labels, too few readable images); the message says which."""
-CORRECTION_COLUMNS = ("crop_id", "file", "detection_index", "bbox", "predicted", "status", "label")
-"""Columns of ``corrections.csv`` as the review site writes it (bbox: "x_min y_min width height", normalised)."""
+CORRECTION_COLUMNS = ("crop_id", "file", "detection_index", "bbox", "predicted", "status", "label", "seq_id")
+"""Columns of ``corrections.csv`` as the review site writes it (bbox: "x_min y_min width height", normalised).
+Rows whose ``crop_id`` starts with ``seq:`` review a whole sequence (``file``: its files ``;``-joined; ``label``:
+the species present, ``;``-joined, or ``empty``); ``seq_id`` is absent in files of older versions.  Cells a
+spreadsheet would run as formulas are written with a leading ``'``, which reading removes."""
+SEQUENCE_ROW = "seq:"
 CORRECTION_STATUSES = ("unreviewed", "confirmed", "rejected", "relabelled")
 
 
@@ -181,12 +185,17 @@ def correction_samples(csv_path: str | os.PathLike[str], image_root: Path, *, re
     the reviewer's, rejected ones are left out; unreviewed ones keep the prediction unless ``reviewed_only``.
     Crops are cut from the original frames under ``image_root`` (kept inside it)."""
     csv_path = Path(csv_path)
-    df = read_csv(csv_path, dtype=str, keep_default_na=False)
-    missing = [c for c in CORRECTION_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(csv_path, f"missing column(s) {missing} (has {list(df.columns)})", line=1)
+    df = read_corrections(csv_path)
+    seq_labels = _sequence_reviews(df)
     rows = []
     for i, row in enumerate(df.itertuples(index=False)):
+        if row.crop_id.startswith(SEQUENCE_ROW):
+            continue
+        verdict = seq_labels.get(row.seq_id)
+        if verdict is not None and row.status == "unreviewed":  # the sequence's review decides for its crops
+            if verdict == [EMPTY] or len(verdict) != 1:
+                continue  # called empty (or several species: which crop is which is unknown)
+            row = row._replace(status="relabelled", label=verdict[0])
         parsed = _correction_row(csv_path, i + 2, row, reviewed_only)
         if parsed is not None:
             rows.append((row, *parsed))
@@ -197,6 +206,29 @@ def correction_samples(csv_path: str | os.PathLike[str], image_root: Path, *, re
     kinds = df["status"].value_counts().to_dict()
     log.info("%s: %d crops to learn from (%s)", csv_path.name, len(samples), kinds)
     return SampleSet(tuple(samples), classes, False, f"corrections:{csv_path.name}")
+
+
+def _unescape(value: str) -> str:
+    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def read_corrections(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A review site's ``corrections.csv`` as strings (formula escapes removed; ``seq_id`` "" when absent)."""
+    csv_path = Path(csv_path)
+    df = read_csv(csv_path, dtype=str, keep_default_na=False)
+    if "seq_id" not in df.columns:
+        df["seq_id"] = ""
+    missing = [c for c in CORRECTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(csv_path, f"missing column(s) {missing} (has {list(df.columns)})", line=1)
+    return df[list(CORRECTION_COLUMNS)].map(_unescape)
+
+
+def _sequence_reviews(df: pd.DataFrame) -> dict[str, list[str]]:
+    """seq_id -> the labels a person gave the whole sequence (confirmed or relabelled sequence rows)."""
+    rows = df[df["crop_id"].str.startswith(SEQUENCE_ROW) & df["status"].isin(("confirmed", "relabelled"))]
+    return {r.seq_id or r.crop_id[len(SEQUENCE_ROW):]: [v for v in (r.label or r.predicted).split(";") if v]
+            for r in rows.itertuples(index=False)}  # fmt: skip
 
 
 def holdout_group_per_class(samples: SampleSet) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from camtrap.fileio import DataError, read_csv
 from camtrap.labels import COLUMNS
 from camtrap.metric import per_class_log_loss
 
-__all__ = ["EvaluationReport", "images_csv_as_sequences", "evaluate_predictions"]
+__all__ = ["EvaluationReport", "images_csv_as_sequences", "corrections_as_sequences", "evaluate_predictions"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,33 @@ def images_csv_as_sequences(csv_path: str | os.PathLike[str], root: Path | None 
     labels.index.name = "seq_id"
     labels = labels.loc[frames["seq_id"].unique()]
     return SequenceSet(frames, labels, root or csv_path.parent, ImageLayout.FLAT, allow_outside_root=True)
+
+
+def corrections_as_sequences(csv_path: str | os.PathLike[str], root: Path,
+                             columns: tuple[str, ...] = COLUMNS) -> SequenceSet:  # fmt: skip
+    """The sequences a person reviewed on the review site (``seq:`` rows of ``corrections.csv`` that were confirmed
+    or relabelled) as a labelled sequence set: their files under ``root``, their labels the species given (or
+    ``empty``); labels that are not one of ``columns`` are dropped, and a sequence left with none is skipped."""
+    from classifier.data import SEQUENCE_ROW, read_corrections
+
+    csv_path = Path(csv_path)
+    df = read_corrections(csv_path)
+    rows = df[df["crop_id"].str.startswith(SEQUENCE_ROW) & df["status"].isin(("confirmed", "relabelled"))]
+    frames, labelled = [], []
+    for r in rows.itertuples(index=False):
+        seq = r.seq_id or r.crop_id[len(SEQUENCE_ROW):]
+        found = [v for v in (r.label or r.predicted).split(";") if v in columns]
+        if found:
+            frames += [(seq, f) for f in r.file.split(";") if f]
+            labelled += [(seq, v) for v in found]
+    if not labelled:
+        raise DataError(csv_path, "no reviewed sequence (confirm or relabel whole sequences on the review site)")
+    table = check_metadata(pd.DataFrame(frames, columns=["seq_id", "file_name"]), csv_path)
+    pairs = pd.DataFrame(labelled, columns=["seq_id", "label"])
+    labels = pd.crosstab(pairs["seq_id"], pairs["label"]).clip(upper=1)
+    labels = labels.reindex(columns=list(columns), fill_value=0).astype(np.int8)
+    labels.index.name = "seq_id"
+    return SequenceSet(table, labels.loc[table["seq_id"].unique()], root, ImageLayout.FLAT, allow_outside_root=True)
 
 
 def evaluate_predictions(pred: pd.DataFrame, labels: pd.DataFrame, top_confusions: int = 10) -> EvaluationReport:

@@ -144,9 +144,14 @@ def _image_rows(seqs: list[Sequence], timed: dict, results: DetectionResults, cl
     return pd.DataFrame(rows, columns=list(IMAGE_COLUMNS)).map(spreadsheet_safe)
 
 
-def _with_seq_ids(results: DetectionResults, seq_of: dict[str, str]) -> DetectionResults:
-    frames = tuple(dataclasses.replace(f, extra={**f.extra, "seq_id": seq_of.get(f.file, "")}) for f in results.frames)
-    return dataclasses.replace(results, frames=frames)
+def _with_seq_ids(results: DetectionResults, seq_of: dict[str, str], timed: dict) -> DetectionResults:
+    """Each image's ``seq_id`` (an extra field of the results file) and, where the engine read none, its time."""
+    def one(f):
+        im = timed.get(f.file)
+        when = f.datetime or (im.time.isoformat(" ") if im is not None and im.time and f.ok else None)
+        return dataclasses.replace(f, datetime=when, extra={**f.extra, "seq_id": seq_of.get(f.file, "")})
+
+    return dataclasses.replace(results, frames=tuple(one(f) for f in results.frames))
 
 
 def predict_folder(root: Path, out: Path, detector, classifier, fusion: FusionModel | None, cfg: FolderConfig,
@@ -162,7 +167,7 @@ def predict_folder(root: Path, out: Path, detector, classifier, fusion: FusionMo
     times = StageTimes()
     table, results = predict_sequences(part, detector, classifier, model, pipeline, progress=progress, times=times)
     seq_of = {f: s.seq_id for s in seqs for f in s.files}
-    results = _with_seq_ids(results, seq_of)
+    results = _with_seq_ids(results, seq_of, timed)
     out.mkdir(parents=True, exist_ok=True)
     outputs = {"sequences": atomic_write_csv(out / "sequences.csv", _sequence_rows(seqs, table, cfg), index=False,
                                              float_format="%.6g"),

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--data", type=Path, help="dataset folder with train/ (competition layout)")
     src.add_argument("--images-csv", type=Path, help="labelled photos: path,label[,seq_id] (labels: the classifier's "
                                                      "classes or empty; other rows are skipped)")
+    src.add_argument("--corrections", type=Path, help="a review site's corrections.csv: the sequences a person "
+                                                      "confirmed or relabelled (with --images, the photo folder)")
+    p.add_argument("--images", type=Path, help="with --corrections: the folder the review site was built from")
     p.add_argument("--root", type=Path, help="with --images-csv: folder its relative paths are under (default: the "
                                              "CSV's folder); absolute paths are used as given")
     _models(p)
@@ -121,14 +124,17 @@ def _fit_fusion(args: argparse.Namespace) -> int:
     from fusion import FusionConfig, Pooling, fit
     from fusion.fit import class_priors
     from hakuna.bindings import fingerprints, output_columns
-    from hakuna.evaluate import images_csv_as_sequences
+    from hakuna.evaluate import corrections_as_sequences, images_csv_as_sequences
     from hakuna.pipeline import collect_evidence
 
     out_path(args.out, "fusion file")
     detector, classifier = load_models(args)
     columns = output_columns(classifier.spec.classes)
-    if args.images_csv is not None:
-        val_part = images_csv_as_sequences(args.images_csv, args.root, columns)
+    if args.images_csv is not None or args.corrections is not None:
+        if args.corrections is not None and args.images is None:
+            raise UsageError("--corrections needs --images (the folder the review site was built from)")
+        val_part = (images_csv_as_sequences(args.images_csv, args.root, columns) if args.images_csv is not None
+                    else corrections_as_sequences(args.corrections, args.images, columns))  # fmt: skip
         priors = class_priors(val_part.labels, columns=columns)
     else:
         data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
