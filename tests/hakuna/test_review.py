@@ -197,44 +197,38 @@ def folder_site(tmp_path_factory, random_detector):
     return root / "out" / "review" / "index.html", len(expected) + 1, root / "card"
 
 
-def test_folder_review_every_sequence_and_sequence_corrections(folder_site, tmp_path):
+def test_folder_review_every_sequence_and_sequence_corrections(page, folder_site, tmp_path):
     import pandas as pd
 
     from hakuna.evaluate import corrections_as_sequences
 
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by `make test`")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed")
     index, n_seqs, card = folder_site
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        pg = browser.new_page(viewport={"width": 1200, "height": 800})
-        errors = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(index.as_uri())
-        pg.wait_for_selector("#seq-list li.seq")
-        assert pg.locator("#seq-list li.seq").count() == n_seqs  # every sequence, empty ones included
-        pg.select_option("#seq-filter", "empty")
-        rows = pg.locator("#seq-list li.seq")
-        best = [float(rows.nth(i).get_attribute("data-best")) for i in range(rows.count())]
-        assert best == sorted(best, reverse=True) and len(best) == n_seqs  # called empty, most confident first
-        rows.filter(has_text="cam01").first.click()
-        assert pg.locator("#sequence").is_visible() and pg.locator("#frames .frame").count() >= 1
-        assert "detector best" in pg.locator("#seq-called").inner_text()
-        pg.select_option("#seq-label", "zebra")
-        pg.click("#seq-relabel")
-        first = pg.locator("#seq-title").inner_text()
-        pg.screenshot(path=str(tmp_path / "sequence.png"))
-        pg.click("#close")
-        pg.locator("#seq-list li.seq", has_text="seq#00001").click()
-        pg.click("#seq-confirm")
-        pg.click("#close")
-        pg.screenshot(path=str(tmp_path / "list.png"))
-        with pg.expect_download() as info:
-            pg.click("#download")
-        info.value.save_as(tmp_path / "corrections.csv")
-        browser.close()
+    pg = page[0].context.browser.new_page(viewport={"width": 1200, "height": 800})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(index.as_uri())
+    pg.wait_for_selector("#seq-list li.seq")
+    assert pg.locator("#seq-list li.seq").count() == n_seqs  # every sequence, empty ones included
+    pg.select_option("#seq-filter", "empty")
+    rows = pg.locator("#seq-list li.seq")
+    best = [float(rows.nth(i).get_attribute("data-best")) for i in range(rows.count())]
+    assert best == sorted(best, reverse=True) and len(best) == n_seqs  # called empty, most confident first
+    rows.filter(has_text="cam01").first.click()
+    assert pg.locator("#sequence").is_visible() and pg.locator("#frames .frame").count() >= 1
+    assert "detector best" in pg.locator("#seq-called").inner_text()
+    pg.select_option("#seq-label", "zebra")
+    pg.click("#seq-relabel")
+    first = pg.locator("#seq-title").inner_text()
+    pg.screenshot(path=str(tmp_path / "sequence.png"))
+    pg.click("#close")
+    pg.locator("#seq-list li.seq", has_text="seq#00001").click()
+    pg.click("#seq-confirm")
+    pg.click("#close")
+    pg.screenshot(path=str(tmp_path / "list.png"))
+    with pg.expect_download() as info:
+        pg.click("#download")
+    info.value.save_as(tmp_path / "corrections.csv")
+    pg.close()
     assert errors == []
     text = (tmp_path / "corrections.csv").read_text()
     assert "'=HYPERLINK(1).JPG" in text and ",=" not in text  # formula cells kept as text
