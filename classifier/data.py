@@ -49,6 +49,7 @@ Rows whose ``crop_id`` starts with ``seq:`` review a whole sequence (``file``: i
 the species present, ``;``-joined, or ``empty``); ``seq_id`` is absent in files of older versions.  Cells a
 spreadsheet would run as formulas are written with a leading ``'``, which reading removes."""
 SEQUENCE_ROW = "seq:"
+UNLABELLED = frozenset({"", "unlabeled", "unlabelled", "unknown"})  # labels that mean "no label": rows skipped
 CORRECTION_STATUSES = ("unreviewed", "confirmed", "rejected", "relabelled")
 
 
@@ -136,16 +137,21 @@ def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, s
     """Rows ``path,label[,group_id]``: relative paths under ``root`` (default: the CSV's folder), absolute ones as
     given (a CSV the user names is the user's; ``allow_outside_root=False`` keeps every path inside the root).
 
-    Any label set trains (see :func:`classes_of`); ``skip_unknown`` keeps only the rows labelled with one of the
+    Any label set trains (see :func:`classes_of`); rows labelled "", "unlabeled"/"unlabelled" or "unknown" are
+    skipped; ``skip_unknown`` keeps only the rows labelled with one of the
     54 columns (and counts the others), for figures comparable with the competition's."""
     csv_path = Path(csv_path)
     df = read_csv(csv_path, dtype=str, keep_default_na=False)
     for col in ("path", "label"):
         if col not in df.columns:
             raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)
-    blank = (df["label"].str.strip() == "") | (df["path"].str.strip() == "")
+    blank = df["path"].str.strip() == ""
     if blank.any():
-        raise DataError(csv_path, "empty path or label", line=int(np.flatnonzero(blank)[0]) + 2)
+        raise DataError(csv_path, "empty path", line=int(np.flatnonzero(blank)[0]) + 2)
+    unlabelled = df["label"].str.strip().str.lower().isin(UNLABELLED)
+    if unlabelled.any():
+        log.info("%s: %d unlabelled row(s) skipped", csv_path.name, int(unlabelled.sum()))
+        df = df[~unlabelled]
     unknown = ~df["label"].isin(COLUMNS)
     if unknown.any() and skip_unknown:
         log.info("%s: %d row(s) with labels that are not columns skipped", csv_path.name, int(unknown.sum()))
