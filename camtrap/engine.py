@@ -132,6 +132,7 @@ class EngineTimes:
     failed: int = 0
     crops: int = 0
     extra: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)  # (file, reason) of every frame that could not be read
 
 
 class DetectStage(Protocol):
@@ -336,5 +337,7 @@ def run(frames: Iterable[FrameRef], *, detect: DetectStage | None = None, crop: 
         for outcome in outcomes:
             times.frames += 1
             times.failed += not outcome.frame.ok
+            if not outcome.frame.ok:
+                times.failures.append((outcome.frame.file, outcome.frame.failure or "unreadable"))
             times.crops += len(outcome.crops)
             yield outcome

@@ -13,6 +13,7 @@ Images that cannot be read are recorded and skipped with a count, never fatal.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -24,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import SequenceSet
-from camtrap.fileio import DataError, read_csv
+from camtrap.failures import failure_line
+from camtrap.fileio import DataError, atomic_write_text, read_csv
 from camtrap.frames import FrameRef, frame_ref
 from camtrap.geometry import cut_crop
 from camtrap.images import load_frame
@@ -33,16 +35,22 @@ from camtrap.mdjson import DetectionResults
 from camtrap.stream import ordered_map
 from classifier.spec import ModelSpec
 
-__all__ = ["SampleError", "Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "correction_samples",
-           "holdout_group_per_class", "decode_cached", "CORRECTION_COLUMNS", "CORRECTION_STATUSES"]
+__all__ = ["SampleError", "Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "classes_of",
+           "correction_samples", "holdout_group_per_class", "decode_cached", "CORRECTION_COLUMNS",
+           "CORRECTION_STATUSES", "decode_failures", "read_corrections", "SEQUENCE_ROW"]
 
 log = logging.getLogger(__name__)
 
 
 class SampleError(ValueError):
     """Training data that cannot train a model (no labels, too few readable images); the message says which."""
-CORRECTION_COLUMNS = ("crop_id", "file", "detection_index", "bbox", "predicted", "status", "label")
-"""Columns of ``corrections.csv`` as the review site writes it (bbox: "x_min y_min width height", normalised)."""
+CORRECTION_COLUMNS = ("crop_id", "file", "detection_index", "bbox", "predicted", "status", "label", "seq_id")
+"""Columns of ``corrections.csv`` as the review site writes it (bbox: "x_min y_min width height", normalised).
+Rows whose ``crop_id`` starts with ``seq:`` review a whole sequence (``file``: its files ``;``-joined; ``label``:
+the species present, ``;``-joined, or ``empty``); ``seq_id`` is absent in files of older versions.  Cells a
+spreadsheet would run as formulas are written with a leading ``'``, which reading removes."""
+SEQUENCE_ROW = "seq:"
+UNLABELLED = frozenset({"", "unlabeled", "unlabelled", "unknown"})  # labels that mean "no label": rows skipped
 CORRECTION_STATUSES = ("unreviewed", "confirmed", "rejected", "relabelled")
 
 
@@ -116,24 +124,40 @@ def frame_samples(data: SequenceSet) -> SampleSet:
     return SampleSet(samples, COLUMNS, True, "frames")
 
 
+def classes_of(labels: list[str] | pd.Series) -> tuple[str, ...]:
+    """The classes a label set trains: the competition's (53 species, or the 54 columns when ``empty`` is among
+    them) when every label is a column, else the labels themselves, sorted (a model of your own classes)."""
+    found = set(labels)
+    if found <= set(COLUMNS):
+        return COLUMNS if EMPTY in found else SPECIES
+    return tuple(sorted(found))
+
+
 def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, skip_unknown: bool = False,
-                allow_outside_root: bool = False) -> SampleSet:
-    """Rows ``path,label[,group_id]``; paths relative to the CSV's folder (or ``root``), and kept inside it.
-    Labels are columns; other labels are an error naming the row, or skipped (and counted) with
-    ``skip_unknown``."""
+                allow_outside_root: bool = True) -> SampleSet:
+    """Rows ``path,label[,group_id]``: relative paths under ``root`` (default: the CSV's folder), absolute ones as
+    given (a CSV the user names is the user's; ``allow_outside_root=False`` keeps every path inside the root).
+
+    Any label set trains (see :func:`classes_of`); rows labelled "", "unlabeled"/"unlabelled" or "unknown" are
+    skipped; ``skip_unknown`` keeps only the rows labelled with one of the
+    54 columns (and counts the others), for figures comparable with the competition's."""
     csv_path = Path(csv_path)
     df = read_csv(csv_path, dtype=str, keep_default_na=False)
     for col in ("path", "label"):
         if col not in df.columns:
             raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)
+    blank = df["path"].str.strip() == ""
+    if blank.any():
+        raise DataError(csv_path, "empty path", line=int(np.flatnonzero(blank)[0]) + 2)
+    unlabelled = df["label"].str.strip().str.lower().isin(UNLABELLED)
+    if unlabelled.any():
+        log.info("%s: %d unlabelled row(s) skipped", csv_path.name, int(unlabelled.sum()))
+        df = df[~unlabelled]
     unknown = ~df["label"].isin(COLUMNS)
     if unknown.any() and skip_unknown:
         log.info("%s: %d row(s) with labels that are not columns skipped", csv_path.name, int(unknown.sum()))
         df = df[~unknown]
-    elif unknown.any():
-        i = int(np.flatnonzero(unknown)[0])
-        raise DataError(csv_path, f"label {df['label'].iat[i]!r} is not one of the 54 columns", line=i + 2)
-    classes = COLUMNS if (df["label"] == EMPTY).any() else SPECIES
+    classes = classes_of(df["label"])
     base = root or csv_path.parent
     groups = df["group_id"] if "group_id" in df.columns else df["path"]
     samples = []
@@ -151,8 +175,8 @@ def _correction_row(path: Path, line: int, row, reviewed_only: bool) -> tuple[st
     if row.status == "rejected" or (reviewed_only and row.status == "unreviewed"):
         return None
     label = row.label if row.status == "relabelled" else (row.label or row.predicted)
-    if label not in COLUMNS:
-        raise DataError(path, f"label {label!r} is not one of the 54 columns", line=line)
+    if not label:
+        raise DataError(path, "no label (a relabelled row needs one)", line=line)
     try:
         bbox = tuple(float(v) for v in row.bbox.split())
     except ValueError:
@@ -169,22 +193,50 @@ def correction_samples(csv_path: str | os.PathLike[str], image_root: Path, *, re
     the reviewer's, rejected ones are left out; unreviewed ones keep the prediction unless ``reviewed_only``.
     Crops are cut from the original frames under ``image_root`` (kept inside it)."""
     csv_path = Path(csv_path)
-    df = read_csv(csv_path, dtype=str, keep_default_na=False)
-    missing = [c for c in CORRECTION_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(csv_path, f"missing column(s) {missing} (has {list(df.columns)})", line=1)
+    df = read_corrections(csv_path)
+    seq_labels = _sequence_reviews(df)
     rows = []
     for i, row in enumerate(df.itertuples(index=False)):
+        if row.crop_id.startswith(SEQUENCE_ROW):
+            continue
+        verdict = seq_labels.get(row.seq_id)
+        if verdict is not None and row.status == "unreviewed":  # the sequence's review decides for its crops
+            if verdict == [EMPTY] or len(verdict) != 1:
+                continue  # called empty (or several species: which crop is which is unknown)
+            row = row._replace(status="relabelled", label=verdict[0])
         parsed = _correction_row(csv_path, i + 2, row, reviewed_only)
         if parsed is not None:
             rows.append((row, *parsed))
-    classes = COLUMNS if any(label == EMPTY for _, label, _ in rows) else SPECIES
+    classes = classes_of([label for _, label, _ in rows])
     samples = [Sample(frame_ref(image_root, row.file, allow_outside_root=allow_outside_root), bbox,
                       tuple(1.0 if c == label else 0.0 for c in classes), row.file, row.crop_id)
                for row, label, bbox in rows]  # fmt: skip
     kinds = df["status"].value_counts().to_dict()
     log.info("%s: %d crops to learn from (%s)", csv_path.name, len(samples), kinds)
     return SampleSet(tuple(samples), classes, False, f"corrections:{csv_path.name}")
+
+
+def _unescape(value: str) -> str:
+    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def read_corrections(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A review site's ``corrections.csv`` as strings (formula escapes removed; ``seq_id`` "" when absent)."""
+    csv_path = Path(csv_path)
+    df = read_csv(csv_path, dtype=str, keep_default_na=False)
+    if "seq_id" not in df.columns:
+        df["seq_id"] = ""
+    missing = [c for c in CORRECTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(csv_path, f"missing column(s) {missing} (has {list(df.columns)})", line=1)
+    return df[list(CORRECTION_COLUMNS)].map(_unescape)
+
+
+def _sequence_reviews(df: pd.DataFrame) -> dict[str, list[str]]:
+    """seq_id -> the labels a person gave the whole sequence (confirmed or relabelled sequence rows)."""
+    rows = df[df["crop_id"].str.startswith(SEQUENCE_ROW) & df["status"].isin(("confirmed", "relabelled"))]
+    return {r.seq_id or r.crop_id[len(SEQUENCE_ROW):]: [v for v in (r.label or r.predicted).split(";") if v]
+            for r in rows.itertuples(index=False)}  # fmt: skip
 
 
 def holdout_group_per_class(samples: SampleSet) -> tuple[str, ...]:
@@ -197,14 +249,28 @@ def holdout_group_per_class(samples: SampleSet) -> tuple[str, ...]:
     return tuple(sorted(g[0] for g in groups.values() if len(g) >= 2))
 
 
-def _decode(sample: Sample, spec: ModelSpec) -> np.ndarray | None:
+def _decode(sample: Sample, spec: ModelSpec) -> tuple[np.ndarray | None, str]:
     """A sample at the model's input size, decoded and cropped exactly as inference will (the spec's margin and
-    source resolution)."""
+    source resolution); (None, why) when it cannot be read."""
     img = load_frame(sample.frame, max_side=spec.source_max_side)
     if not img.ok:
-        return None
+        return None, f"{img.failure.value}: {img.detail}".rstrip(": ")
     box = sample.bbox_xywh_norm
-    return spec.resize_uint8(img.pixels if box is None else cut_crop(img.pixels, box, spec.crop_margin))
+    return spec.resize_uint8(img.pixels if box is None else cut_crop(img.pixels, box, spec.crop_margin)), ""
+
+
+def _cache_paths(samples: SampleSet, spec: ModelSpec, cache_dir: Path) -> tuple[Path, Path, Path]:
+    h, w = spec.input_hw
+    identity = (f"{h}x{w}|{spec.resize.value}|{spec.crop_margin}|{spec.source_max_side}|"
+                + "\n".join(s.key + str(s.frame.path) for s in samples.samples))
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return cache_dir / f"pixels-{digest}.npy", cache_dir / f"ok-{digest}.npy", cache_dir / f"failures-{digest}.json"
+
+
+def decode_failures(samples: SampleSet, spec: ModelSpec, cache_dir: Path) -> list[tuple[str, str]]:
+    """(file, reason) of the samples :func:`decode_cached` could not read, in sample order."""
+    path = _cache_paths(samples, spec, cache_dir)[2]
+    return [tuple(pair) for pair in json.loads(path.read_text())] if path.exists() else []  # type: ignore[misc]
 
 
 def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, workers: int = 2,
@@ -212,32 +278,41 @@ def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, worke
     """Decode every sample once at the model's input size into a memory-mapped cache file.
 
     Returns (pixels N x H x W x 3 uint8, ok mask).  A later call with the same samples and size reuses the
-    cache.  Unreadable images are masked out and counted.
+    cache.  Unreadable images are masked out, counted and named (:func:`decode_failures`).
     """
     h, w = spec.input_hw
-    identity = (f"{h}x{w}|{spec.resize.value}|{spec.crop_margin}|{spec.source_max_side}|"
-                + "\n".join(s.key + str(s.frame.path) for s in samples.samples))
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    data_path, ok_path = cache_dir / f"pixels-{digest}.npy", cache_dir / f"ok-{digest}.npy"
+    data_path, ok_path, fail_path = _cache_paths(samples, spec, cache_dir)
     n = len(samples.samples)
     if data_path.exists() and ok_path.exists():
         if progress:
             progress(n)
-        return np.load(data_path, mmap_mode="r"), np.load(ok_path)
-    tmp = cache_dir / f".pixels-{digest}.tmp.npy"
+        return np.load(data_path, mmap_mode="r"), _reported(np.load(ok_path), decode_failures(samples, spec, cache_dir))
+    tmp = data_path.with_name("." + data_path.stem + ".tmp.npy")
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
     ok = np.zeros(n, bool)
+    failures = []
     decoded = ordered_map(lambda sample: _decode(sample, spec), samples.samples, workers=workers, lookahead=32)
-    for i, arr in enumerate(decoded):
+    for i, (arr, why) in enumerate(decoded):
         if arr is not None:
             pixels[i], ok[i] = arr, True
+        else:
+            failures.append((str(samples.samples[i].frame.file), why))
         if progress:
             progress(1)
     pixels.flush()
     del pixels
+    atomic_write_text(fail_path, json.dumps(failures))
     os.replace(tmp, data_path)
     np.save(ok_path, ok)
-    if (~ok).any():
-        log.warning("%d of %d training images could not be read and are skipped", int((~ok).sum()), n)
-    return np.load(data_path, mmap_mode="r"), ok
+    return np.load(data_path, mmap_mode="r"), _reported(ok, failures)
+
+
+def _reported(ok: np.ndarray, failures: list[tuple[str, str]]) -> np.ndarray:
+    """``ok``, after the failure line (a warning; a :class:`SampleError` when no image could be read)."""
+    line = failure_line(failures, len(ok), what="training images")
+    if line and not ok.any():
+        raise SampleError(line)
+    if line:
+        log.warning("%s", line)
+    return ok

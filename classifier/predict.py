@@ -194,11 +194,11 @@ class CropClassifier:
 
 def classify_detections(clf: Classifier, results: DetectionResults, frames: Mapping[str, FrameRef], *,
                         threshold: float, tta: bool = False, cfg: EngineConfig = EngineConfig(),  # noqa: B008
-                        progress: Callable[[int], None] | None = None,
-                        times: EngineTimes | None = None) -> list[CropPrediction]:  # fmt: skip
+                        progress: Callable[[int], None] | None = None, times: EngineTimes | None = None,
+                        failures: list[tuple[str, str]] | None = None) -> list[CropPrediction]:  # fmt: skip
     """Classify the crop of every animal detection at or above ``threshold`` (frames decoded once each, crops
     batched across frames).  ``frames`` maps each results ``file`` to where it is; only frames with a crop to
-    classify are read."""
+    classify are read.  Frames that cannot be read are appended to ``failures`` as (file, reason)."""
     stage = CropClassifier(clf, threshold, tta=tta)
     todo = [frames[f.file] for f in results.frames if f.file in frames
             and wanted_detections(f.detections, threshold, stage.max_crops_per_frame)]  # fmt: skip
@@ -208,7 +208,9 @@ def classify_detections(clf: Classifier, results: DetectionResults, frames: Mapp
     out: list[CropPrediction] = []
     for outcome in run(todo, crop=stage, detections=results.by_file(), cfg=cfg, times=times):
         if not outcome.frame.ok:
-            log.warning("cannot crop %s: %s", outcome.frame.file, outcome.frame.failure)
+            log.debug("cannot crop %s: %s", outcome.frame.file, outcome.frame.failure)
+            if failures is not None:
+                failures.append((outcome.frame.file, outcome.frame.failure or "unreadable"))
         out += outcome.crops
         if progress:
             progress(1)

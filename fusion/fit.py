@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from camtrap.labels import COLUMNS, EMPTY, EMPTY_INDEX
+from camtrap.labels import COLUMNS, EMPTY
 from fusion.fuse import empty_features, fuse_all
 from fusion.model import FusionConfig, FusionModel, SequenceEvidence
 
@@ -17,9 +17,10 @@ __all__ = ["class_priors", "fit_empty", "fit"]
 log = logging.getLogger(__name__)
 
 
-def class_priors(labels: pd.DataFrame, smoothing: float = 1.0) -> tuple[float, ...]:
+def class_priors(labels: pd.DataFrame, smoothing: float = 1.0,
+                 columns: tuple[str, ...] = COLUMNS) -> tuple[float, ...]:  # fmt: skip
     """Per-column frequency of 1s (add-``smoothing`` so no column is 0 or 1)."""
-    counts = labels[list(COLUMNS)].to_numpy(np.float64).sum(axis=0)
+    counts = labels[list(columns)].to_numpy(np.float64).sum(axis=0)
     n = len(labels)
     return tuple(float(v) for v in (counts + smoothing) / (n + 2 * smoothing))
 
@@ -46,20 +47,25 @@ def _species_loss(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit(evidence: list[SequenceEvidence], labels: pd.DataFrame, config: FusionConfig | None = None, *,
-        animal_threshold: float, priors: tuple[float, ...] | None = None) -> FusionModel:
+        animal_threshold: float, priors: tuple[float, ...] | None = None, classes: tuple[str, ...] = COLUMNS,
+        fitted_for: dict | None = None) -> FusionModel:  # fmt: skip
     """Fit the empty model, then the temperature and prior mix, on labelled validation sequences.
 
     ``animal_threshold`` is the detector's (its spec's ``typical_threshold``), recorded in the model.
     ``priors`` default to the validation labels' frequencies; pass the training set's when you have it.
+    ``classes``: the output columns (``labels`` has one 0/1 column each); ``fitted_for``: the models' fingerprints.
     """
     config = config or FusionConfig()
-    y = labels.loc[[ev.seq_id for ev in evidence], list(COLUMNS)].to_numpy(np.float64)
-    model = FusionModel(config=config, priors=priors or class_priors(labels), animal_threshold=animal_threshold)
+    y = labels.loc[[ev.seq_id for ev in evidence], list(classes)].to_numpy(np.float64)
+    model = FusionModel(config=config, priors=priors or class_priors(labels, columns=classes),
+                        animal_threshold=animal_threshold, classes=tuple(classes),
+                        fitted_for=dict(fitted_for or {}))  # fmt: skip
+    empty_index = classes.index(EMPTY)
     seen = [i for i, ev in enumerate(evidence) if ev.frame_animal_conf]
     if not config.calibrate or len(seen) < 2:
         return model
     feats = np.stack([empty_features(evidence[i], model) for i in seen])
-    y_empty = y[seen, EMPTY_INDEX]
+    y_empty = y[seen, empty_index]
     if 0 < y_empty.sum() < len(y_empty):
         coef = fit_empty(feats, y_empty, config.empty_l2)
         model = dataclasses.replace(model, empty_coef=tuple(float(v) for v in coef))
@@ -71,8 +77,8 @@ def fit(evidence: list[SequenceEvidence], labels: pd.DataFrame, config: FusionCo
             if loss < best[0]:
                 best = (loss, candidate)
     loss, model = best
-    summary = {"sequences": len(evidence), "empty_rate": float(y[:, EMPTY_INDEX].mean()), "fit_loss": loss,
-               "columns": [c for c in COLUMNS if y[:, COLUMNS.index(c)].any() and c != EMPTY]}  # fmt: skip
+    summary = {"sequences": len(evidence), "empty_rate": float(y[:, empty_index].mean()), "fit_loss": loss,
+               "columns": [c for i, c in enumerate(classes) if y[:, i].any() and c != EMPTY]}  # fmt: skip
     log.info("fusion fitted on %d sequences: temperature %.2f, prior mix %.3f, loss %.5f", len(evidence),
              model.temperature, model.prior_mix, loss)  # fmt: skip
     return dataclasses.replace(model, fitted_on=summary)

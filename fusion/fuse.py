@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from camtrap.labels import COLUMNS, EMPTY_INDEX, SPECIES
+from camtrap.labels import EMPTY
 from camtrap.results import SequencePrediction
 from fusion.model import FusionModel, Pooling, SequenceEvidence
 
 __all__ = ["empty_features", "pool", "species_distribution", "fuse", "fuse_all", "logit"]
 
-_SPECIES_IDX = np.array([COLUMNS.index(s) for s in SPECIES])
 _EPS = 1e-6
+
+
+def _species_idx(model: FusionModel) -> np.ndarray:
+    return np.array([i for i, c in enumerate(model.classes) if c != EMPTY])
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
@@ -63,7 +66,7 @@ def species_distribution(ev: SequenceEvidence, model: FusionModel) -> np.ndarray
         parts.append(pool(probs, confs**cfg.conf_weight_power, cfg.species_pooling, distribution=True))
         weights.append(1.0)
     if ev.frame_probs and cfg.one_stage_weight > 0:
-        frames = np.asarray(ev.frame_probs, np.float64)[:, _SPECIES_IDX]
+        frames = np.asarray(ev.frame_probs, np.float64)[:, _species_idx(model)]
         parts.append(pool(frames, np.ones(len(frames)), cfg.species_pooling, distribution=True))
         weights.append(cfg.one_stage_weight)
     if not parts:
@@ -85,25 +88,26 @@ def _p_empty(ev: SequenceEvidence, model: FusionModel) -> float:
 
 
 def fuse(ev: SequenceEvidence, model: FusionModel) -> SequencePrediction:
-    """The 54 probabilities of one sequence."""
+    """The probabilities of one sequence over ``model.classes`` (the competition's 54 by default)."""
     cfg = model.config
     priors = np.asarray(model.priors, np.float64)
+    species_idx = _species_idx(model)
     if not ev.frame_animal_conf:  # every frame failed to load: nothing seen, fall back to the priors
         out = priors.copy()
     else:
         p_empty = _p_empty(ev, model)
-        species_prior = priors[_SPECIES_IDX] / max(priors[_SPECIES_IDX].sum(), _EPS)
+        species_prior = priors[species_idx] / max(priors[species_idx].sum(), _EPS)
         dist = species_distribution(ev, model)
         dist = species_prior if dist is None else dist
         mix = model.prior_mix if cfg.calibrate else 0.0
         dist = (1 - mix) * dist + mix * species_prior
-        out = np.zeros(len(COLUMNS))
-        out[EMPTY_INDEX] = p_empty
-        out[_SPECIES_IDX] = (1 - p_empty) * dist
+        out = np.zeros(len(model.classes))
+        out[model.classes.index(EMPTY)] = p_empty
+        out[species_idx] = (1 - p_empty) * dist
     out = np.clip(out, cfg.prob_floor, 1 - cfg.prob_floor)
     return SequencePrediction(ev.seq_id, tuple(float(v) for v in out), ev.n_frames, ev.n_failed)
 
 
 def fuse_all(evidence: list[SequenceEvidence], model: FusionModel) -> np.ndarray:
-    """Rows of 54 probabilities, one per sequence, in ``evidence`` order."""
-    return np.array([fuse(ev, model).probs for ev in evidence]).reshape(len(evidence), len(COLUMNS))
+    """Rows of probabilities over ``model.classes``, one per sequence, in ``evidence`` order."""
+    return np.array([fuse(ev, model).probs for ev in evidence]).reshape(len(evidence), len(model.classes))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from camtrap import checks
 from camtrap.fileio import DataError, atomic_write_json, read_json
-from camtrap.labels import COLUMNS
+from camtrap.labels import COLUMNS, EMPTY
 
 __all__ = ["Pooling", "FusionConfig", "FusionModel", "FusionMismatchError", "SequenceEvidence"]
 
@@ -91,6 +91,27 @@ class FusionModel:
     priors: tuple[float, ...] = field(default_factory=lambda: tuple([1.0 / len(COLUMNS)] * len(COLUMNS)))
     fitted_on: dict = field(default_factory=dict)
     animal_threshold: float | None = None
+    # the output columns (``empty`` among them): the competition's 54 by default, a classifier's own otherwise
+    classes: tuple[str, ...] = COLUMNS
+    # the models it was fitted for ({"classifier": fingerprint, "detector": fingerprint}; {} for older files)
+    fitted_for: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if EMPTY not in self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"fusion classes must be distinct and include {EMPTY!r}")
+        if len(self.priors) != len(self.classes):
+            raise ValueError(f"{len(self.priors)} priors for {len(self.classes)} fusion classes")
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        """The output columns other than ``empty``, in order (what crop evidence is given over)."""
+        return tuple(c for c in self.classes if c != EMPTY)
+
+    @classmethod
+    def default_for(cls, classes: tuple[str, ...]) -> FusionModel:
+        """The unfitted model for these output columns: P(empty) = 1 - the highest animal confidence, species the
+        pooled crop probabilities, uniform priors mixed in at 1%."""
+        return cls(priors=tuple([1.0 / len(classes)] * len(classes)), classes=tuple(classes))
 
     @property
     def threshold(self) -> float:
@@ -108,8 +129,8 @@ class FusionModel:
     def save(self, path: str | os.PathLike[str]) -> Path:
         return atomic_write_json(path, {
             "config": self.config.to_dict(), "empty_coef": list(self.empty_coef), "temperature": self.temperature,
-            "prior_mix": self.prior_mix, "priors": dict(zip(COLUMNS, self.priors)), "fitted_on": self.fitted_on,
-            "animal_threshold": self.animal_threshold,
+            "prior_mix": self.prior_mix, "priors": dict(zip(self.classes, self.priors)), "fitted_on": self.fitted_on,
+            "animal_threshold": self.animal_threshold, "classes": list(self.classes), "fitted_for": self.fitted_for,
         })  # fmt: skip
 
     @classmethod
@@ -117,26 +138,29 @@ class FusionModel:
         """Read a fusion file; any problem is a :class:`camtrap.fileio.DataError` naming it."""
         raw = read_json(path)
         checks.field(raw, "config", path)
+        classes = tuple(checks.texts(raw, "classes", path)) if "classes" in raw else COLUMNS
         priors = checks.mapping(raw, "priors", path)
-        if missing := [c for c in COLUMNS if c not in priors]:
+        if missing := [c for c in classes if c not in priors]:
             raise DataError(path, f"priors: no value for {missing[:3]}{' ...' if len(missing) > 3 else ''}")
         threshold = checks.field(raw, "animal_threshold", path, None)
         return cls(FusionConfig.from_dict(checks.mapping(raw, "config", path), path),
                    checks.numbers(raw, "empty_coef", path, length=N_EMPTY_FEATURES, lo=-1e4, hi=1e4),
                    checks.number(raw, "temperature", path, lo=0.01, hi=100),
                    checks.number(raw, "prior_mix", path, lo=0, hi=1),
-                   tuple(checks.finite_number(priors[c], f"priors.{c}", path, lo=0, hi=1) for c in COLUMNS),
+                   tuple(checks.finite_number(priors[c], f"priors.{c}", path, lo=0, hi=1) for c in classes),
                    checks.mapping(raw, "fitted_on", path, default={}),
-                   None if threshold is None else checks.finite_number(threshold, "animal_threshold", path, lo=0, hi=1))
+                   None if threshold is None else checks.finite_number(threshold, "animal_threshold", path, lo=0, hi=1),
+                   classes, checks.mapping(raw, "fitted_for", path, default={}))
 
 
 @dataclass(frozen=True)
 class SequenceEvidence:
     """What the stages saw in one sequence.
 
-    ``crop_probs``: one row per crop over the 53 species (in :data:`camtrap.labels.SPECIES` order), with the
+    ``crop_probs``: one row per crop over the fusion model's species (the 53 of :data:`camtrap.labels.SPECIES` in
+    the competition), with the
     detection confidence of each crop in ``crop_confs``.  ``frame_animal_conf``: the highest animal confidence
-    per readable frame.  ``frame_probs``: optional whole-frame (one-stage) probabilities over the 54 columns.
+    per readable frame.  ``frame_probs``: optional whole-frame (one-stage) probabilities over the model's classes.
     """
 
     seq_id: str

@@ -115,13 +115,16 @@ def ensure_models(data_root: Path, models: Path, cfg: DemoConfig, say: Callable[
 
 def _fit_fusion(train, models: Path, cfg: DemoConfig) -> None:
     _, val = season_split(train)
+    from hakuna.bindings import fingerprints
+
     detector = load_detector(models / "detector.pt", device="cpu")
-    evidence, _ = collect_evidence(val, detector, load_classifier(models / "classifier.pt", device="cpu"),
+    classifier = load_classifier(models / "classifier.pt", device="cpu")
+    evidence, _ = collect_evidence(val, detector, classifier,
                                    PipelineConfig(engine=EngineConfig(workers=cfg.workers)))  # fmt: skip
     crops = sum(len(ev.crop_probs) for ev in evidence)
     log.info("fusion: %d validation sequences, %d crops classified", len(evidence), crops)
-    fit(evidence, val.labels, animal_threshold=detector.spec.typical_threshold,
-        priors=class_priors(train.labels)).save(models / "fusion.json")
+    fit(evidence, val.labels, animal_threshold=detector.spec.typical_threshold, priors=class_priors(train.labels),
+        fitted_for=fingerprints(detector, classifier)).save(models / "fusion.json")
 
 
 def _write_scores(out: Path, data_root: Path, train, models: Path, cfg: DemoConfig) -> dict:

@@ -30,7 +30,7 @@ from camtrap.metric import validate_submission
 from classifier.predict import Classifier, CropClassifier, with_classifications
 from detector.model import Detector
 from detector.predict import FrameDetector, results_for
-from fusion import FusionModel, SequenceEvidence, fuse_all
+from fusion import FusionMismatchError, FusionModel, SequenceEvidence, fuse_all
 
 __all__ = ["PipelineConfig", "StageTimes", "OutcomeSource", "species_matrix", "evidence_of", "stream_evidence",
            "collect_evidence", "predict_sequences", "predict_submission"]  # fmt: skip
@@ -64,20 +64,23 @@ class StageTimes(EngineTimes):
         return self.prior_budget + self.prior_unlisted + self.prior_unreadable
 
 
-def species_matrix(classes: tuple[str, ...], probs: np.ndarray) -> np.ndarray:
-    """Crop probabilities re-indexed to the 53 species (a 54-way classifier's empty column is dropped)."""
-    idx = np.array([classes.index(s) if s in classes else -1 for s in SPECIES])
+def species_matrix(classes: tuple[str, ...], probs: np.ndarray, species: tuple[str, ...] = SPECIES) -> np.ndarray:
+    """Crop probabilities re-indexed to ``species`` (the 53 by default; a 54-way classifier's empty column is
+    dropped)."""
+    idx = np.array([classes.index(s) if s in classes else -1 for s in species])
     probs = np.asarray(probs, np.float64).reshape(-1, len(classes))
     out = np.where(idx >= 0, probs[:, np.maximum(idx, 0)], 0.0)
     sums = out.sum(axis=1, keepdims=True)
-    return np.divide(out, sums, out=np.full_like(out, 1 / len(SPECIES)), where=sums > 0)
+    return np.divide(out, sums, out=np.full_like(out, 1 / len(species)), where=sums > 0)
 
 
-def evidence_of(seq_id: str, outcomes: list[FrameOutcome], classes: tuple[str, ...]) -> SequenceEvidence:
-    """One sequence's evidence from its frames' outcomes."""
+def evidence_of(seq_id: str, outcomes: list[FrameOutcome], classes: tuple[str, ...],
+                species: tuple[str, ...] = SPECIES) -> SequenceEvidence:  # fmt: skip
+    """One sequence's evidence from its frames' outcomes (crop rows over ``species``)."""
     seen = [o.frame for o in outcomes if o.frame.ok]
     crops = [c for o in outcomes for c in o.crops]
-    rows = species_matrix(classes, np.array([c.probs for c in crops])) if crops else np.zeros((0, len(SPECIES)))
+    rows = (species_matrix(classes, np.array([c.probs for c in crops]), species) if crops
+            else np.zeros((0, len(species))))  # fmt: skip
     return SequenceEvidence(seq_id, len(outcomes), tuple(f.max_animal_conf() for f in seen),
                             tuple(tuple(r) for r in rows), tuple(c.detection.conf for c in crops))  # fmt: skip
 
@@ -111,7 +114,8 @@ OutcomeSource = Callable[[list[FrameRef]], Iterable[FrameOutcome]]
 
 def stream_evidence(part: SequenceSet, detector: Detector, classifier: Classifier, cfg: PipelineConfig,
                     times: StageTimes, *, keep_outcomes: bool = False,
-                    source: OutcomeSource | None = None) -> Iterator[SequenceEvidence]:  # fmt: skip
+                    source: OutcomeSource | None = None,
+                    species: tuple[str, ...] = SPECIES) -> Iterator[SequenceEvidence]:  # fmt: skip
     """Evidence for each sequence of ``part`` as soon as its frames are through the engine (or ``source``)."""
     start = time.perf_counter()
     crop = CropClassifier(classifier, detector.spec.conservative_threshold, tta=cfg.tta)
@@ -123,7 +127,7 @@ def stream_evidence(part: SequenceSet, detector: Detector, classifier: Classifie
     for seq_id, group in _grouped(outcomes):
         if keep_outcomes:
             times.results += group
-        yield evidence_of(seq_id, group, classifier.spec.classes)
+        yield evidence_of(seq_id, group, classifier.spec.classes, species)
 
 
 def _results(times: StageTimes, detector: Detector, classifier: Classifier) -> DetectionResults:
@@ -134,10 +138,17 @@ def _results(times: StageTimes, detector: Detector, classifier: Classifier) -> D
 
 def collect_evidence(part: SequenceSet, detector: Detector, classifier: Classifier, cfg: PipelineConfig,
                      times: StageTimes | None = None, *,
-                     source: OutcomeSource | None = None) -> tuple[list[SequenceEvidence], DetectionResults]:
+                     source: OutcomeSource | None = None, species: tuple[str, ...] = SPECIES,
+                     progress: Callable[[int], None] | None = None,
+                     ) -> tuple[list[SequenceEvidence], DetectionResults]:  # fmt: skip
     """Evidence for every sequence of ``part`` (e.g. a validation season, to fit fusion on) and all detections."""
     times = times if times is not None else StageTimes()
-    evidence = list(stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=True, source=source))
+    evidence = []
+    for ev in stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=True, source=source,
+                              species=species):  # fmt: skip
+        evidence.append(ev)
+        if progress:
+            progress(1)
     return evidence, _results(times, detector, classifier)
 
 
@@ -145,12 +156,14 @@ def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classif
                       cfg: PipelineConfig, *, progress: Callable[[int], None] | None = None,
                       times: StageTimes | None = None, keep_results: bool = True,
                       source: OutcomeSource | None = None) -> tuple[pd.DataFrame, DetectionResults | None]:  # fmt: skip
-    """54 probabilities per sequence of ``part`` (seq_id index, in ``part.seq_ids`` order) and, with
-    ``keep_results``, every frame's detections and crop classifications."""
+    """Probabilities over ``fusion.classes`` (the 54 columns in the competition) per sequence of ``part`` (seq_id
+    index, in ``part.seq_ids`` order) and, with ``keep_results``, every frame's detections and crop
+    classifications."""
     times = times if times is not None else StageTimes()
     fusion = fusion.bind(detector.spec.typical_threshold, getattr(detector, "file", detector.spec.name))
     rows: dict[str, np.ndarray] = {}
-    for ev in stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=keep_results, source=source):
+    for ev in stream_evidence(part, detector, classifier, cfg, times, keep_outcomes=keep_results, source=source,
+                              species=fusion.species):  # fmt: skip
         times.prior_unreadable += not ev.frame_animal_conf
         t0 = time.perf_counter()
         rows[ev.seq_id] = fuse_all([ev], fusion)[0]
@@ -165,7 +178,7 @@ def predict_sequences(part: SequenceSet, detector: Detector, classifier: Classif
     times.prior_budget += len(seq_ids) - len(rows)
     times.sequences += len(seq_ids)
     table = pd.DataFrame([rows.get(s, priors) for s in seq_ids], index=pd.Index(seq_ids, name="seq_id"),
-                         columns=list(COLUMNS), dtype=np.float64)  # fmt: skip
+                         columns=list(fusion.classes), dtype=np.float64)  # fmt: skip
     return table, (_results(times, detector, classifier) if keep_results else None)
 
 
@@ -178,6 +191,9 @@ def predict_submission(data_dir: Path, detector: Detector, classifier: Classifie
     Sequences of the format with no image rows get the class priors; rows and columns follow the format.
     Sequences listed only in the metadata (not in the format) are not predicted, and counted in the log.
     """
+    if tuple(fusion.classes) != COLUMNS:
+        raise FusionMismatchError(f"the fusion file is for a classifier with its own classes ({len(fusion.classes)} "
+                                  "columns), not the competition's 54; use folder mode (`hakuna predict --images`)")
     part, fmt = read_test(data_dir)
     known = set(part.frames["seq_id"])
     missing = [s for s in fmt.index if s not in known]

@@ -11,6 +11,7 @@ the page loads small JPEGs lazily.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -26,6 +27,7 @@ from camtrap.fileio import atomic_write_text
 from camtrap.frames import frame_ref
 from camtrap.geometry import DEFAULT_CROP_MARGIN, cut_crop
 from camtrap.images import load_frame
+from camtrap.labels import EMPTY
 from camtrap.mdjson import DetectionResults
 from camtrap.results import FrameDetections
 from classifier.data import CORRECTION_COLUMNS
@@ -46,6 +48,7 @@ class ReviewConfig:
     allow_outside_root: bool = False
     top_fused: int = 5
     min_box_conf: float = 0.1  # unclassified boxes below this are counted, not drawn
+    empty_threshold: float = 0.5  # a sequence whose fused P(empty) is at least this is "called empty"
     title: str = "Hakuna review"
 
 
@@ -59,14 +62,18 @@ def _thumb(path: Path, rgb: np.ndarray, size: int) -> None:
 
 
 def _slug(file: str) -> str:
-    return file.rsplit(".", 1)[0].replace("/", "__").replace("\\", "__")
+    """A thumbnail name unique by construction: the file's stem (readable) and a short hash of its whole relative
+    path (so ``x.jpg`` and ``x.png``, or ``a/b_c.jpg`` and ``a_b/c.jpg``, never share one)."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in file.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    return f"{stem[:40]}-{hashlib.sha1(file.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
 def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: Path, out: Path, cfg: ReviewConfig,
                  seq: str, crops: list[dict]) -> dict:  # fmt: skip
     """Thumbnails of one frame and its classified detections; appends crop records to ``crops``."""
     names = results.classification_categories or {}
-    entry: dict = {"file": frame.file, "failure": frame.failure, "boxes": [], "hidden": 0}
+    entry: dict = {"file": frame.file, "failure": frame.failure, "boxes": [], "hidden": 0,
+                   "date": frame.datetime or "", "best": round(max(frame.max_animal_conf(), 0.0), 3) if frame.ok else 0}
     if not frame.ok:
         return entry
     ref = frame_ref(image_root, frame.file, allow_outside_root=cfg.allow_outside_root)
@@ -90,10 +97,27 @@ def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: 
             _thumb(out / thumb, cut_crop(img.pixels, det.bbox_xywh_norm, cfg.margin), cfg.crop_px)
             crops.append({"id": crop_id, "seq": seq, "file": frame.file, "det": i, "conf": box["conf"],
                           "bbox": box["bbox"], "species": top3[0][0], "prob": top3[0][1], "top3": top3,
-                          "thumb": thumb})  # fmt: skip
+                          "thumb": thumb, "date": entry["date"]})  # fmt: skip
             box["crop"] = crop_id
         entry["boxes"].append(box)
     return entry
+
+
+def _summarise(entry: dict, mine: list[dict], cfg: ReviewConfig) -> None:
+    """A sequence's line in the sequence list: date, frames, detector's best confidence, what was called."""
+    frames = entry["frames"]
+    entry["best"] = max((f.get("best", 0) for f in frames), default=0)
+    entry["date"] = next((f["date"] for f in frames if f.get("date")), "")
+    entry["n"] = len(frames)
+    p_empty = entry.get("p_empty")
+    if p_empty is not None:  # fused probabilities: called empty by fusion
+        entry["empty"] = p_empty >= cfg.empty_threshold
+        entry["called"] = [k for k, _ in entry["fused"] if k != EMPTY][:1] if not entry["empty"] else []
+        entry["source"] = "fusion"
+    else:  # no fused probabilities: empty when the classifier saw no animal crop
+        entry["empty"] = not mine
+        entry["called"] = sorted({c["species"] for c in mine})
+        entry["source"] = "detector + classifier"
 
 
 def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_of: dict[str, str] | None = None,
@@ -123,9 +147,15 @@ def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_
             if seq in sequences:
                 top = row.sort_values(ascending=False).head(cfg.top_fused)
                 sequences[seq]["fused"] = [[k, round(float(v), 4)] for k, v in top.items()]
+                sequences[seq]["p_empty"] = round(float(row[EMPTY]), 4) if EMPTY in row.index else None
+    by_seq: dict[str, list[dict]] = {}
+    for c in crops:
+        by_seq.setdefault(c["seq"], []).append(c)
+    for seq, entry in sequences.items():
+        _summarise(entry, by_seq.get(seq, []), cfg)
     crops.sort(key=lambda c: (-c["prob"], c["id"]))
     species = sorted({c["species"] for c in crops}, key=lambda s: (-sum(c["species"] == s for c in crops), s))
-    labels = sorted(set((results.classification_categories or {}).values()) | set(species))
+    labels = sorted(set((results.classification_categories or {}).values()) | set(species))  # the classifier's
     data = {"title": cfg.title, "species": species, "labels": labels, "crops": crops, "sequences": sequences,
             "failures": failures, "detector": results.detector, "columns": list(CORRECTION_COLUMNS)}  # fmt: skip
     atomic_write_text(out / "data.js", "window.REVIEW = " + json.dumps(data, separators=(",", ":")) + ";\n")

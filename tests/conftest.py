@@ -57,6 +57,24 @@ def make_random_detector(folder: Path, input_size: int = 256) -> Path:
     return path
 
 
+def make_random_classifier(folder: Path, classes: tuple[str, ...] | None = None) -> Path:
+    """An untrained Lite0 crop classifier (64 px) over ``classes`` (default: the 53 species): no training time."""
+    import torch
+
+    from camtrap.labels import SPECIES
+    from classifier.backbones import BACKBONES, create
+    from classifier.spec import CHECKPOINT_FORMAT, ModelSpec, ResizePolicy
+
+    classes = tuple(classes or SPECIES)
+    info = BACKBONES["efficientnet_lite0"]
+    spec = ModelSpec("efficientnet_lite0", (64, 64), info.mean, info.std, ResizePolicy.PAD_SQUARE, classes, False)
+    torch.manual_seed(0)
+    model = create("efficientnet_lite0", len(classes), pretrained=False)
+    path = folder / "classifier.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_json(), "model": model.state_dict(), "history": []}, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def random_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_random_detector(tmp_path_factory.mktemp("random-detector"))

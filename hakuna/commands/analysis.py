@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_engine(p)
     add_trust(p)
     add_outside_root(p)
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_evaluate)
 
 
@@ -84,15 +85,22 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from camtrap.failures import report_failures
     from fusion import FusionModel
+    from hakuna.bindings import check_fusion
     from hakuna.commands.run import load_models
     from hakuna.evaluate import evaluate_predictions, images_csv_as_sequences
-    from hakuna.pipeline import PipelineConfig, predict_sequences
+    from hakuna.pipeline import PipelineConfig, StageTimes, predict_sequences
 
-    part = images_csv_as_sequences(args.images_csv, args.root)
-    part = dataclasses.replace(part, allow_outside_root=args.allow_outside_root)
     detector, classifier = load_models(args)
+    fusion = check_fusion(FusionModel.load(args.fusion), detector, classifier)
+    part = images_csv_as_sequences(args.images_csv, args.root, fusion.classes)
     cfg = PipelineConfig(engine=engine_config(args))
-    pred, _ = predict_sequences(part, detector, classifier, FusionModel.load(args.fusion), cfg, keep_results=False)
+    times = StageTimes()
+    with tqdm(total=len(part.seq_ids), desc="evaluate", unit="seq", disable=args.no_progress) as bar:
+        pred, results = predict_sequences(part, detector, classifier, fusion, cfg, keep_results=True, times=times,
+                                          progress=bar.update)  # fmt: skip
     print(evaluate_predictions(pred, part.labels).summary())
-    return 0
+    return report_failures([(f.file, f.failure) for f in results.frames if not f.ok], len(results.frames))

@@ -115,6 +115,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--images", type=Path, help="image root of the results JSON (files directly under it)")
     where.add_argument("--data", type=Path, help="dataset folder whose train/ part the results describe")
+    p.add_argument("--root", type=Path, help="with --images-csv: folder its relative paths are under (default: "
+                                             "--images, else the CSV's folder); absolute paths are used as given")
     p.add_argument("--out", required=True, type=Path, help="predictions CSV")
     p.add_argument("--results-out", type=Path, help="also write the results JSON with classifications added")
     p.add_argument("--threshold", type=float_in(0, 1),
@@ -174,7 +176,7 @@ def _samples(args: argparse.Namespace):
         return correction_samples(args.corrections, args.images, reviewed_only=args.reviewed_only,
                                   allow_outside_root=args.allow_outside_root)  # fmt: skip
     if args.images_csv is not None:
-        return csv_samples(args.images_csv, args.root, allow_outside_root=args.allow_outside_root)
+        return csv_samples(args.images_csv, args.root)
     data = _train_data(args)
     if args.source == "frames":
         return frame_samples(data)
@@ -242,7 +244,7 @@ def _cv(args: argparse.Namespace) -> int:
 
     if args.json:
         out_path(args.json, "JSON file")
-    samples = csv_samples(args.images_csv, args.root, skip_unknown=True, allow_outside_root=args.allow_outside_root)
+    samples = csv_samples(args.images_csv, args.root, skip_unknown=True)
     cache = args.cache_dir or Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "cv"
     results = cross_validate(samples, tuple(args.recipes), folds=args.folds, seed=args.seed, cache_dir=cache,
                              device=device_of(args), fewshot=_fewshot_cfg(args), say=print)  # fmt: skip
@@ -274,6 +276,7 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     import pandas as pd
     from tqdm import tqdm
 
+    from camtrap.failures import report_failures
     from camtrap.fileio import DataError, atomic_write_csv, read_csv
     from camtrap.frames import frame_ref
     from classifier.predict import classify_paths
@@ -281,15 +284,16 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     table = read_csv(args.images_csv, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
         raise DataError(args.images_csv, f"missing column 'path' (has {list(table.columns)})", line=1)
-    refs = [frame_ref(args.images_csv.parent, p, allow_outside_root=args.allow_outside_root) for p in table["path"]]
+    root = args.root or args.images or args.images_csv.parent
+    refs = [frame_ref(root, p, allow_outside_root=True) for p in table["path"]]
     with tqdm(total=len(refs), desc="classify", unit="img", disable=args.no_progress) as bar:
         preds = classify_paths(clf, refs, batch_size=args.batch_size, tta=args.tta, workers=args.workers,
                                progress=bar.update)  # fmt: skip
     rows = [{"path": p.path, "failure": p.failure or "",
-             **dict(zip(clf.spec.classes, p.probs or [float("nan")] * len(clf.spec.classes)))} for p in preds]
-    atomic_write_csv(args.out, pd.DataFrame(rows), index=False)
+             **dict(zip(clf.spec.classes, p.probs or [""] * len(clf.spec.classes)))} for p in preds]
+    atomic_write_csv(args.out, pd.DataFrame(rows, columns=["path", "failure", *clf.spec.classes]), index=False)
     print(f"{len(preds)} images ({sum(p.probs is None for p in preds)} unreadable) -> {args.out}")
-    return 0
+    return report_failures([(str(p.path), p.failure or "unreadable") for p in preds if p.probs is None], len(preds))
 
 
 def _frame_source(args: argparse.Namespace, results) -> dict:
@@ -322,8 +326,16 @@ def _classify_on_ray(args: argparse.Namespace, clf, results, frames: dict, thres
 def _classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from camtrap.engine import wanted_detections
+    from camtrap.failures import report_failures
     from camtrap.mdjson import read_results, write_results
-    from classifier.predict import classify_detections, load, with_classifications, write_predictions
+    from classifier.predict import (
+        CropClassifier,
+        classify_detections,
+        load,
+        with_classifications,
+        write_predictions,
+    )
 
     out_path(args.out, "predictions file")
     if args.results_out:
@@ -338,15 +350,18 @@ def _classify(args: argparse.Namespace) -> int:
     if threshold is None:
         raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
     frames = _frame_source(args, results)
-    with tqdm(desc="classify", unit="frame", disable=args.no_progress) as bar:
+    limit = CropClassifier(clf, threshold).max_crops_per_frame
+    total = sum(1 for f in results.frames if f.file in frames and wanted_detections(f.detections, threshold, limit))
+    failures: list[tuple[str, str]] = []
+    with tqdm(total=total, desc="classify", unit="frame", disable=args.no_progress) as bar:
         if args.engine == "ray":
             preds = _classify_on_ray(args, clf, results, frames, threshold, bar.update)
         else:
             preds = classify_detections(clf, results, frames, threshold=threshold, tta=args.tta,
-                                        cfg=engine_config(args), progress=bar.update)  # fmt: skip
+                                        cfg=engine_config(args), progress=bar.update, failures=failures)  # fmt: skip
     write_predictions(args.out, preds, clf.spec.classes, args.top_k)
     if args.results_out:
         write_results(args.results_out, with_classifications(results, preds, clf.spec.classes, args.top_k,
                                                              classifier=args.model.name))  # fmt: skip
     print(f"{len(preds)} crops -> {args.out}")
-    return 0
+    return report_failures(failures, total, what="images with crops")

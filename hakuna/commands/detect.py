@@ -135,7 +135,9 @@ def _detect(args: argparse.Namespace) -> int:
             results = detect_files(detector, frames, cfg, out=args.out, resume=args.resume, progress=bar.update)
     failed = sum(1 for f in results.frames if not f.ok)
     print(f"{len(results.frames)} images, {failed} failed to load -> {args.out}")
-    return 0
+    from camtrap.failures import report_failures
+
+    return report_failures([(f.file, f.failure) for f in results.frames if not f.ok], len(results.frames))
 
 
 def _crops(args: argparse.Namespace) -> int:

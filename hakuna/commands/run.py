@@ -19,6 +19,7 @@ from hakuna.commands.common import (
     out_path,
     ray_source,
 )
+from hakuna.commands.folder import add_folder_args, predict_folder_command
 from submission.harness import COMPETITION_TIME_LIMIT_S
 
 __all__ = ["register", "print_times", "load_models"]
@@ -37,8 +38,17 @@ def _models(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the pipeline's subcommands to the ``hakuna`` parser."""
-    p = sub.add_parser("fit-fusion", help="fit fusion's calibration on a validation season of a training set")
-    p.add_argument("--data", required=True, type=Path, help="dataset folder with train/ (competition layout)")
+    p = sub.add_parser("fit-fusion", help="fit fusion's calibration on a validation season of a training set, or on "
+                                          "labelled photos (--images-csv) for a classifier of your own classes")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="dataset folder with train/ (competition layout)")
+    src.add_argument("--images-csv", type=Path, help="labelled photos: path,label[,seq_id] (labels: the classifier's "
+                                                     "classes or empty; other rows are skipped)")
+    src.add_argument("--corrections", type=Path, help="a review site's corrections.csv: the sequences a person "
+                                                      "confirmed or relabelled (with --images, the photo folder)")
+    p.add_argument("--images", type=Path, help="with --corrections: the folder the review site was built from")
+    p.add_argument("--root", type=Path, help="with --images-csv: folder its relative paths are under (default: the "
+                                             "CSV's folder); absolute paths are used as given")
     _models(p)
     p.add_argument("--val-seasons", type=int, nargs="*", help="default: the latest training season")
     p.add_argument("--species-pooling", choices=POOLING, default="mean")
@@ -46,11 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="fusion JSON to write")
     p.set_defaults(handler=_fit_fusion)
 
-    p = sub.add_parser("predict", help="run the whole pipeline on a test folder and write submission.csv")
-    p.add_argument("--data", required=True, type=Path, help="folder with test_metadata.csv, submission_format.csv")
+    p = sub.add_parser("predict", help="the whole pipeline on a folder of photos (--images: species per sequence) "
+                                       "or a competition test folder (--data: submission.csv)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, help="competition mode: folder with test_metadata.csv, "
+                                                 "submission_format.csv")
+    where.add_argument("--images", type=Path, help="folder mode: a folder of photos (see the folder options)")
     _models(p)
-    p.add_argument("--fusion", required=True, type=Path, help="fusion JSON (hakuna fit-fusion)")
-    p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
+    p.add_argument("--fusion", type=Path, help="fusion JSON (hakuna fit-fusion); required with --data, optional with "
+                                               "--images (default: an unfitted fusion, stated in the summary)")
+    p.add_argument("--out", required=True, type=Path, help="submission CSV (--data) or output folder (--images)")
+    add_folder_args(p)
     p.add_argument("--results", type=Path, help="also write MegaDetector-format results JSON with classifications")
     p.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation for crops")
     p.add_argument("--time-budget", type=float_in(0), help="seconds; sequences not reached get the class priors")
@@ -105,47 +121,73 @@ def _pipeline_cfg(args: argparse.Namespace, **extra):
 def _fit_fusion(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from tqdm import tqdm
+
     from camtrap.dataset import read_train, season_split
+    from camtrap.failures import report_failures
     from fusion import FusionConfig, Pooling, fit
     from fusion.fit import class_priors
+    from hakuna.bindings import fingerprints, output_columns
+    from hakuna.evaluate import corrections_as_sequences, images_csv_as_sequences
     from hakuna.pipeline import collect_evidence
 
     out_path(args.out, "fusion file")
-    data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
-                      args.data / "train")  # fmt: skip
-    data = dataclasses.replace(data, allow_outside_root=args.allow_outside_root)
-    _, val_part = season_split(data, args.val_seasons or None)
     detector, classifier = load_models(args)
-    evidence, _ = collect_evidence(val_part, detector, classifier, _pipeline_cfg(args))
+    columns = output_columns(classifier.spec.classes)
+    if args.images_csv is not None or args.corrections is not None:
+        if args.corrections is not None and args.images is None:
+            raise UsageError("--corrections needs --images (the folder the review site was built from)")
+        val_part = (images_csv_as_sequences(args.images_csv, args.root, columns) if args.images_csv is not None
+                    else corrections_as_sequences(args.corrections, args.images, columns))  # fmt: skip
+        priors = class_priors(val_part.labels, columns=columns)
+    else:
+        data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
+                          args.data / "train")  # fmt: skip
+        data = dataclasses.replace(data, allow_outside_root=args.allow_outside_root)
+        _, val_part = season_split(data, args.val_seasons or None)
+        priors = class_priors(data.labels)
+    species = tuple(c for c in columns if c != "empty")
+    with tqdm(total=len(val_part.seq_ids), desc="fit-fusion", unit="seq", disable=args.no_progress) as bar:
+        evidence, results = collect_evidence(val_part, detector, classifier, _pipeline_cfg(args), species=species,
+                                             progress=bar.update)  # fmt: skip
     cfg = FusionConfig(species_pooling=Pooling(args.species_pooling), empty_pooling=Pooling(args.empty_pooling))
-    model = fit(evidence, val_part.labels, cfg, animal_threshold=detector.spec.typical_threshold,
-                priors=class_priors(data.labels))  # fmt: skip
+    model = fit(evidence, val_part.labels, cfg, animal_threshold=detector.spec.typical_threshold, priors=priors,
+                classes=columns, fitted_for=fingerprints(detector, classifier))  # fmt: skip
+    failures = [(f.file, f.failure) for f in results.frames if not f.ok]
+    if failures and len(failures) == len(results.frames):
+        return report_failures(failures, len(results.frames))  # nothing was read: no fusion file
     model.save(args.out)
     crops = sum(len(ev.crop_probs) for ev in evidence)
     print(f"fusion -> {args.out} (temperature {model.temperature}, prior mix {model.prior_mix}, "
           f"{len(evidence)} validation sequences, {crops} crops)")  # fmt: skip
-    return 0
+    return report_failures(failures, len(results.frames))
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if args.images is not None:
+        return predict_folder_command(args)
+    if args.fusion is None:
+        raise UsageError("--data needs --fusion (fit one with `hakuna fit-fusion`)")
     from tqdm import tqdm
 
+    from camtrap.failures import report_failures
     from camtrap.mdjson import write_results
     from fusion import FusionModel
+    from hakuna.bindings import check_fusion
     from hakuna.pipeline import StageTimes, predict_submission
 
     out_path(args.out, "submission file")
     if args.results:
         out_path(args.results, "results file")
     detector, classifier = load_models(args)
-    fusion = FusionModel.load(args.fusion)
+    fusion = check_fusion(FusionModel.load(args.fusion), detector, classifier)
     cfg = _pipeline_cfg(args, tta=args.tta, time_budget_s=args.time_budget)
     times, start = StageTimes(), time.perf_counter()
     if args.engine == "ray" and (args.tta or args.time_budget is not None):
         raise UsageError("--engine ray does not take --tta or --time-budget")
     source = (ray_source(args, detector, classifier, detector_path=args.detector, classifier_path=args.classifier)
               if args.engine == "ray" else None)  # fmt: skip
-    with tqdm(desc="predict", unit="seq", disable=args.no_progress) as bar:
+    with tqdm(total=_format_rows(args.data), desc="predict", unit="seq", disable=args.no_progress) as bar:
         _, results = predict_submission(args.data, detector, classifier, fusion, args.out, cfg, progress=bar.update,
                                         times=times, keep_results=args.results is not None,
                                         source=source)  # fmt: skip
@@ -153,7 +195,16 @@ def _predict(args: argparse.Namespace) -> int:
         write_results(args.results, results)
     print_times(times, time.perf_counter() - start)
     print(f"submission -> {args.out}")
-    return 0
+    return report_failures(times.failures, times.frames)
+
+
+def _format_rows(data: Path) -> int | None:
+    """Sequences in ``data/submission_format.csv`` (its lines less the header), for the progress bar's total."""
+    try:
+        with open(data / "submission_format.csv", "rb") as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    except OSError:
+        return None
 
 
 def _package(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@
   const byId = {};
   data.crops.forEach((c) => (byId[c.id] = c));
   let relabelling = null; // crop id whose new label is being chosen
+  let openSeq = null; // sequence shown in the sequence view
+  let seqShown = PAGE; // sequences listed before "show more"
 
   function save() {
     try { localStorage.setItem(storeKey, JSON.stringify(review)); } catch (e) { /* private mode: memory only */ }
@@ -55,8 +57,10 @@
     const t = el("div", { class: "crop", tabindex: "0", "data-id": c.id, "data-seq": c.seq, "data-species": c.species,
       title: c.file });
     t.appendChild(el("img", { src: c.thumb, loading: "lazy", alt: c.species }));
-    t.appendChild(el("span", {}, `${c.species} ${c.prob.toFixed(2)}`));
-    t.appendChild(el("span", {}, `detector ${c.conf.toFixed(2)}`));
+    t.appendChild(el("span", { title: "classifier" }, `${c.species} ${c.prob.toFixed(2)}`));
+    t.appendChild(el("span", { title: "detector confidence" }, `detector ${c.conf.toFixed(2)}`));
+    t.appendChild(el("span", { class: "file" }, c.file.split("/").pop()));
+    t.appendChild(el("span", { class: "date" }, c.date || "no date"));
     t.appendChild(el("span", { class: "state" }, ""));
     paint(t, c);
     t.addEventListener("click", () => openSequence(c.seq));
@@ -88,7 +92,7 @@
 
   function frameView(f) {
     const box = el("div", { class: "frame" });
-    box.appendChild(el("div", {}, f.file));
+    box.appendChild(el("div", { class: "caption" }, `${f.file}${f.date ? " · " + f.date : ""}`));
     if (f.failure || !f.thumb) {
       box.appendChild(el("div", { class: "failed" }, `failed: ${f.failure}`));
       return box;
@@ -100,7 +104,8 @@
       const [x, y, w, h] = b.bbox;
       const r = el("div", { class: b.top3.length ? "box" : "box low",
         style: `left:${x * 100}%;top:${y * 100}%;width:${w * 100}%;height:${h * 100}%` });
-      r.appendChild(el("b", {}, `${i + 1}: ${b.category} ${b.conf.toFixed(2)}`));
+      const name = b.top3.length ? b.top3[0][0] : b.category;
+      r.appendChild(el("b", {}, `${i + 1}: ${name} ${b.conf.toFixed(2)}`));
       pic.appendChild(r);
       const top = b.top3.map(([s, p]) => `${s} ${p.toFixed(2)}`).join(", ");
       list.appendChild(el("li", {}, `box ${i + 1}: ${b.category} ${b.conf.toFixed(2)}${top ? " — " + top : ""}`));
@@ -115,6 +120,8 @@
     const s = data.sequences[seq];
     if (!s) return;
     $("seq-title").textContent = seq;
+    openSeq = seq;
+    paintSeqReview();
     const fused = $("fused");
     fused.textContent = s.fused.length
       ? "Sequence probabilities: " + s.fused.map(([k, p]) => `${k} ${p.toFixed(3)}`).join(", ")
@@ -123,6 +130,64 @@
     frames.textContent = "";
     s.frames.forEach((f) => frames.appendChild(frameView(f)));
     $("sequence").hidden = false;
+  }
+
+  function seqState(seq) {
+    const s = data.sequences[seq];
+    const called = s.empty ? "empty" : (s.called.join(";") || "empty");
+    return review["seq:" + seq] || { status: "unreviewed", label: called, predicted: called };
+  }
+
+  function paintSeqReview() {
+    const st = seqState(openSeq);
+    const s = data.sequences[openSeq];
+    $("seq-called").textContent = `called: ${s.empty ? "empty" : s.called.join(", ") || "?"} (${s.source}); ` +
+      `detector best ${s.best.toFixed(2)}; ${s.n} frame(s)${s.date ? "; " + s.date : ""} — review: ` +
+      (st.status === "relabelled" ? `→ ${st.label}` : st.status);
+    $("seq-label").value = st.label.split(";")[0];
+  }
+
+  function setSeq(status, label) {
+    const st = seqState(openSeq);
+    if (status === "unreviewed") delete review["seq:" + openSeq];
+    else review["seq:" + openSeq] = { status: status, label: label || st.predicted, predicted: st.predicted };
+    paintSeqReview();
+    renderSequences();
+    save();
+  }
+
+  function seqRows() {
+    const which = $("seq-filter").value;
+    let seqs = Object.keys(data.sequences).map((k) => [k, data.sequences[k]]);
+    if (which === "empty") seqs = seqs.filter(([, s]) => s.empty).sort((a, b) => b[1].best - a[1].best);
+    else if (which === "animal") seqs = seqs.filter(([, s]) => !s.empty);
+    return seqs;
+  }
+
+  function renderSequences() {
+    const list = $("seq-list");
+    list.textContent = "";
+    const seqs = seqRows();
+    seqs.slice(0, seqShown).forEach(([k, s]) => {
+      const st = seqState(k);
+      const row = el("li", { class: "seq", tabindex: "0", "data-seq": k, "data-empty": String(s.empty),
+        "data-best": String(s.best) });
+      row.appendChild(el("b", {}, k));
+      row.appendChild(el("span", {}, ` ${s.date || "no date"} · ${s.n} frame(s) · ` +
+        `${s.empty ? "called empty" : s.called.join(", ")} · detector best ${s.best.toFixed(2)}` +
+        (st.status !== "unreviewed" ? ` · ${st.status === "relabelled" ? "→ " + st.label : st.status}` : "")));
+      row.addEventListener("click", () => openSequence(k));
+      row.addEventListener("keydown", (e) => { if (e.key === "Enter") openSequence(k); });
+      list.appendChild(row);
+    });
+    if (seqs.length > seqShown) {
+      const more = el("li", {});
+      const b = el("button", { class: "more", type: "button" }, `show ${seqs.length - seqShown} more`);
+      b.addEventListener("click", () => { seqShown += PAGE; renderSequences(); });
+      more.appendChild(b);
+      list.appendChild(more);
+    }
+    $("seq-count").textContent = `${seqs.length} of ${Object.keys(data.sequences).length} sequences`;
   }
 
   function startRelabel(id) {
@@ -162,7 +227,8 @@
   }
 
   function csvCell(v) {
-    const s = String(v);
+    let s = String(v === undefined || v === null ? "" : v);
+    if (/^[=+\-@\t\r]/.test(s)) s = "'" + s; // a spreadsheet would run it as a formula: keep it text
     return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }
 
@@ -171,8 +237,15 @@
     data.crops.forEach((c) => {
       const s = stateOf(c);
       const values = { crop_id: c.id, file: c.file, detection_index: c.det, bbox: c.bbox.join(" "),
-        predicted: c.species, status: s.status, label: s.status === "rejected" ? "" : s.label };
+        predicted: c.species, status: s.status, label: s.status === "rejected" ? "" : s.label, seq_id: c.seq };
       rows.push(data.columns.map((k) => csvCell(values[k])).join(","));
+    });
+    Object.keys(data.sequences).forEach((k) => { // sequence-level reviews: species present, or empty
+      const st = review["seq:" + k];
+      if (!st) return;
+      const values = { crop_id: "seq:" + k, file: data.sequences[k].frames.map((f) => f.file).join(";"),
+        detection_index: "", bbox: "", predicted: st.predicted, status: st.status, label: st.label, seq_id: k };
+      rows.push(data.columns.map((c) => csvCell(values[c])).join(","));
     });
     return rows.join("\n") + "\n";
   }
@@ -192,6 +265,12 @@
     ["species", "min-conf", "max-conf"].forEach((id) => $(id).addEventListener("input", render));
     $("species").addEventListener("change", render);
     $("close").addEventListener("click", () => { $("sequence").hidden = true; });
+    (data.labels || data.species).concat(["empty"]).forEach((s) =>
+      $("seq-label").appendChild(el("option", { value: s }, s)));
+    $("seq-confirm").addEventListener("click", () => setSeq("confirmed"));
+    $("seq-relabel").addEventListener("click", () => setSeq("relabelled", $("seq-label").value));
+    $("seq-undo").addEventListener("click", () => setSeq("unreviewed"));
+    $("seq-filter").addEventListener("change", () => { seqShown = PAGE; renderSequences(); });
     $("relabel-ok").addEventListener("click", () => finishRelabel(true));
     $("relabel-cancel").addEventListener("click", () => finishRelabel(false));
     $("download").addEventListener("click", download);
@@ -204,6 +283,7 @@
     });
     if (!data.failures.length) rows.appendChild(el("tr", {}, "none"));
     render();
+    renderSequences();
     save();
   }
 

@@ -4,7 +4,6 @@ for this layout, and fitted fusion without any crop.)  No training: an oracle de
 generator's boxes, and the classifier has random weights."""
 
 from collections import Counter
-from pathlib import Path
 
 import camtrap.engine as engine
 import hakuna.pipeline as pipeline
@@ -14,23 +13,9 @@ from camtrap.results import Detection
 from camtrap.synth import SynthConfig, generate
 from classifier.predict import MAX_CROPS_PER_FRAME
 from hakuna.cli import main
+from tests.conftest import make_random_classifier
 
 CONF = 0.9  # every oracle box's confidence: above any crop threshold
-
-
-def _random_classifier(folder: Path) -> Path:
-    import torch
-
-    from camtrap.labels import SPECIES
-    from classifier.backbones import BACKBONES, create
-    from classifier.spec import CHECKPOINT_FORMAT, ModelSpec, ResizePolicy
-
-    info = BACKBONES["efficientnet_lite0"]
-    spec = ModelSpec("efficientnet_lite0", (64, 64), info.mean, info.std, ResizePolicy.PAD_SQUARE, SPECIES, False)
-    model = create("efficientnet_lite0", len(SPECIES), pretrained=False)
-    path = folder / "classifier.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_json(), "model": model.state_dict(), "history": []}, path)
-    return path
 
 
 def _oracle(boxes: dict[str, list[tuple[float, float, float, float]]]):
@@ -66,7 +51,7 @@ def test_fit_fusion_reads_each_frame_once_and_crops_every_animal(tmp_path, monke
 
     monkeypatch.setattr(engine, "load_frame", counting)
     monkeypatch.setattr(pipeline, "FrameDetector", _oracle(boxes))
-    clf = _random_classifier(tmp_path)
+    clf = make_random_classifier(tmp_path)
     assert main(["fit-fusion", "--data", str(synth.root), "--detector", str(random_detector), "--classifier",
                  str(clf), "--out", str(tmp_path / "f.json"), "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
 

@@ -167,7 +167,8 @@ def test_photos_that_cannot_be_read_are_a_one_line_error(tmp_path, capsys, comma
     out = ["--out", str(tmp_path / "m.pt"), "--no-progress"] if "train" in command else []
     code = main([*command, "--images-csv", str(csv), *out, "--cache-dir", str(tmp_path / "cache"), "--device",
                  "cpu"])  # fmt: skip
-    _one_line_error(capsys, code, "readable", "(0 of 2 ")
+    _one_line_error(capsys, code, "2 of 2 training images could not be read: gone.jpg (missing file), text.jpg (not an "
+                                  "image")
 
 
 def test_outputs_follow_the_umask(tmp_path):

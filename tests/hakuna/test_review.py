@@ -176,3 +176,64 @@ def test_relabel_download_and_retrain(page, site, tmp_path):
     preds = classify_detections(clf, DetectionResults(frames), refs, threshold=0.5)
     assert [clf.spec.classes[int(np.argmax(p.probs))] for p in preds] == ["aardvark", "aardvark"]
     assert errors == [] and len(images["crops"]) == len(table)
+
+
+@pytest.fixture(scope="module")
+def folder_site(tmp_path_factory, random_detector):
+    """A folder-mode run's review site (random models: every sequence is called empty), with a file whose name a
+    spreadsheet would run as a formula."""
+    from hakuna.cli import main
+    from tests.conftest import make_random_classifier
+    from tests.hakuna.test_folder import _jpeg, make_card
+
+    root = tmp_path_factory.mktemp("folder-review")
+    expected = make_card(root / "card")
+    import datetime as dt
+
+    _jpeg(root / "card" / "=HYPERLINK(1).JPG", dt.datetime(2024, 5, 1, 12), 99)
+    clf = make_random_classifier(root)
+    assert main(["predict", "--images", str(root / "card"), "--recursive", "--detector", str(random_detector),
+                 "--classifier", str(clf), "--out", str(root / "out"), "--device", "cpu", "--no-progress"]) == 0
+    return root / "out" / "review" / "index.html", len(expected) + 1, root / "card"
+
+
+def test_folder_review_every_sequence_and_sequence_corrections(page, folder_site, tmp_path):
+    import pandas as pd
+
+    from hakuna.evaluate import corrections_as_sequences
+
+    index, n_seqs, card = folder_site
+    pg = page[0].context.browser.new_page(viewport={"width": 1200, "height": 800})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(index.as_uri())
+    pg.wait_for_selector("#seq-list li.seq")
+    assert pg.locator("#seq-list li.seq").count() == n_seqs  # every sequence, empty ones included
+    pg.select_option("#seq-filter", "empty")
+    rows = pg.locator("#seq-list li.seq")
+    best = [float(rows.nth(i).get_attribute("data-best")) for i in range(rows.count())]
+    assert best == sorted(best, reverse=True) and len(best) == n_seqs  # called empty, most confident first
+    rows.filter(has_text="cam01").first.click()
+    assert pg.locator("#sequence").is_visible() and pg.locator("#frames .frame").count() >= 1
+    assert "detector best" in pg.locator("#seq-called").inner_text()
+    pg.select_option("#seq-label", "zebra")
+    pg.click("#seq-relabel")
+    first = pg.locator("#seq-title").inner_text()
+    pg.screenshot(path=str(tmp_path / "sequence.png"))
+    pg.click("#close")
+    pg.locator("#seq-list li.seq", has_text="seq#00001").click()
+    pg.click("#seq-confirm")
+    pg.click("#close")
+    pg.screenshot(path=str(tmp_path / "list.png"))
+    with pg.expect_download() as info:
+        pg.click("#download")
+    info.value.save_as(tmp_path / "corrections.csv")
+    pg.close()
+    assert errors == []
+    text = (tmp_path / "corrections.csv").read_text()
+    assert "'=HYPERLINK(1).JPG" in text and ",=" not in text  # formula cells kept as text
+    raw = pd.read_csv(tmp_path / "corrections.csv", dtype=str, keep_default_na=False).set_index("crop_id")
+    assert raw.loc[f"seq:{first}", "status"] == "relabelled" and raw.loc[f"seq:{first}", "label"] == "zebra"
+    part = corrections_as_sequences(tmp_path / "corrections.csv", card)
+    assert part.labels.loc[first, "zebra"] == 1 and part.labels.loc["seq#00001", "empty"] == 1
+    assert "=HYPERLINK(1).JPG" in set(part.frames["file_name"])  # read back as it is

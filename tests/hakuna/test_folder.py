@@ -1,0 +1,114 @@
+"""Folder mode of ``hakuna predict``: a nested camera/date folder of JPEGs with EXIF times becomes exactly the
+expected sequences (bursts 2 s apart; gaps of 10 min and 2 h), every image in one sequence, with
+``sequences.csv``, ``images.csv``, ``results.json`` (``seq_id`` per image) and a review site listing every
+sequence.  No training: the detector and the classifier have random weights."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import ExifTags, Image
+
+from camtrap.mdjson import read_results, validate
+from hakuna.cli import main
+from hakuna.folder import SEQUENCE_COLUMNS
+from tests.conftest import make_random_classifier
+
+T0 = dt.datetime(2024, 3, 1, 6, 0, 0)
+# camera/date folder -> bursts, each a list of seconds after T0
+PLAN = {"cam01/2024-03-01": [[0, 2, 4], [604], [604 + 7200, 604 + 7202]],
+        "cam02/2024-03-01": [[1, 3]],
+        "cam02/2024-03-02": [[86400]]}  # fmt: skip
+
+
+def _jpeg(path, when, seed):
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    exif = img.getexif()
+    exif.get_ifd(ExifTags.IFD.Exif)[0x9003] = when.strftime("%Y:%m:%d %H:%M:%S")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, exif=exif, quality=80)
+
+
+def make_card(root):
+    """The folder and the expected sequences (tuples of files)."""
+    expected, k = [], 0
+    for folder, bursts in PLAN.items():
+        for burst in bursts:
+            files = []
+            for s in burst:
+                k += 1
+                name = f"{folder}/IMG_{k:04d}.JPG"
+                _jpeg(root / name, T0 + dt.timedelta(seconds=s), k)
+                files.append(name)
+            expected.append(tuple(files))
+    return expected
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory):
+    return make_random_classifier(tmp_path_factory.mktemp("clf"))
+
+
+def _predict(card, out, detector, clf, *extra):
+    return main(["predict", "--images", str(card), "--recursive", "--detector", str(detector), "--classifier",
+                 str(clf), "--out", str(out), "--device", "cpu", "--no-progress", "--workers", "1", *extra])
+
+
+def test_folder_gives_the_expected_sequences(tmp_path, random_detector, clf, capsys):
+    card = tmp_path / "card"
+    expected = make_card(card)
+    assert _predict(card, tmp_path / "out", random_detector, clf) == 0
+    text = capsys.readouterr().out
+    assert "fusion: default, not fitted" in text and "9 images in 5 sequences (time from: 9 exif)" in text
+
+    seqs = pd.read_csv(tmp_path / "out" / "sequences.csv", keep_default_na=False)
+    assert tuple(seqs.columns[: len(SEQUENCE_COLUMNS)]) == SEQUENCE_COLUMNS
+    assert {"p_empty", "p_zebra"} <= set(seqs.columns[len(SEQUENCE_COLUMNS):])  # one column per class
+    assert sorted(tuple(f.split(";")) for f in seqs["files"]) == sorted(expected)
+    assert list(seqs["n_frames"]) == [len(f.split(";")) for f in seqs["files"]]
+    first = seqs[seqs["files"].str.startswith("cam01/2024-03-01/IMG_0001")].iloc[0]
+    assert (first["camera"], first["start"], first["end"]) == ("cam01/2024-03-01", "2024-03-01 06:00:00",
+                                                               "2024-03-01 06:00:04")  # fmt: skip
+    probs = seqs.iloc[:, len(SEQUENCE_COLUMNS):].to_numpy()
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1, atol=1e-3)
+
+    images = pd.read_csv(tmp_path / "out" / "images.csv", keep_default_na=False)
+    assert list(images.columns) == ["file", "seq_id", "time", "time_source", "failure", "top_class"]
+    assert len(images) == 9 and set(images["time_source"]) == {"exif"} and images["file"].is_unique
+    results_json = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert validate(results_json) == []
+    seq_of = dict(zip(images["file"], images["seq_id"]))
+    assert {im["file"]: im["seq_id"] for im in results_json["images"]} == seq_of
+    assert len(read_results(tmp_path / "out" / "results.json").frames) == 9
+
+    site = (tmp_path / "out" / "review" / "data.js").read_text()
+    review = json.loads(site[site.index("{"): site.rindex("}") + 1])
+    assert set(review["sequences"]) == set(seqs["seq_id"])  # every sequence, empty ones included
+
+
+def test_camera_depth_and_gap(tmp_path, random_detector, clf, capsys):
+    card = tmp_path / "card"
+    make_card(card)
+    assert _predict(card, tmp_path / "out", random_detector, clf, "--camera-depth", "1", "--sequence-gap", "100000",
+                    "--max-frames", "4", "--no-review") == 0  # fmt: skip
+    seqs = pd.read_csv(tmp_path / "out" / "sequences.csv", keep_default_na=False)
+    assert list(seqs["camera"]) == ["cam01", "cam01", "cam02"] and list(seqs["n_frames"]) == [4, 2, 3]
+    assert "1 burst(s) over --max-frames cut" in capsys.readouterr().out
+
+
+def test_some_or_all_images_unreadable(tmp_path, random_detector, clf, capsys):
+    card = tmp_path / "card"
+    make_card(card)
+    (card / "cam01/2024-03-01/IMG_0002.JPG").write_bytes(b"not a jpeg")
+    assert _predict(card, tmp_path / "out", random_detector, clf, "--no-review") == 0
+    out = capsys.readouterr().out
+    assert "1 of 9 images could not be read: cam01/2024-03-01/IMG_0002.JPG (" in out
+    images = pd.read_csv(tmp_path / "out" / "images.csv", keep_default_na=False).set_index("file")
+    assert images.loc["cam01/2024-03-01/IMG_0002.JPG", "failure"] != ""
+    for f in card.rglob("*.JPG"):
+        f.write_bytes(b"broken")
+    assert _predict(card, tmp_path / "out2", random_detector, clf, "--no-review") == 1
+    assert "9 of 9 images could not be read" in capsys.readouterr().out
