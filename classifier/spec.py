@@ -52,11 +52,14 @@ class ModelSpec:
     temperature: float = 1.0  # logits are divided by this before softmax/sigmoid (calibration)
     head: str = "linear"  # "linear": fine-tuned network; "probe": frozen backbones + fitted head (classifier.probe)
     backbones: tuple[str, ...] = ()  # probe heads: every frozen backbone whose features the head reads
+    views: tuple[str, ...] = ()  # probe heads: views pooled (classifier.views; input = their tiles stacked); () none
+    scale: float = 1.0  # probe heads: each backbone runs at its native input size times this
 
     def __post_init__(self) -> None:
         if not self.source_max_side:
             factor = CROP_SOURCE_FACTOR if self.resize is ResizePolicy.PAD_SQUARE else FRAME_SOURCE_FACTOR
-            object.__setattr__(self, "source_max_side", max(self.input_hw) * factor)
+            side = self.input_hw[1] if self.views else max(self.input_hw)  # a mosaic's tile
+            object.__setattr__(self, "source_max_side", side * factor)
 
     def to_json(self) -> str:
         raw = dataclasses.asdict(self)
@@ -72,15 +75,19 @@ class ModelSpec:
             log.warning("classifier spec has fields this version does not know (ignored): %s", unknown)
         raw = {k: v for k, v in raw.items() if k in known}
         raw["resize"] = ResizePolicy(raw["resize"])
-        for key in ("input_hw", "mean", "std", "classes", "backbones"):
+        for key in ("input_hw", "mean", "std", "classes", "backbones", "views"):
             if key in raw:
                 raw[key] = tuple(raw[key])
         return cls(**raw)
 
     def resize_uint8(self, rgb: np.ndarray) -> np.ndarray:
-        """Apply the resize policy: H x W x 3 uint8 -> input_hw x 3 uint8."""
+        """Apply the resize policy: H x W x 3 uint8 -> input_hw x 3 uint8 (a mosaic of tiles with ``views``)."""
         h, w = rgb.shape[:2]
         th, tw = self.input_hw
+        if self.views:
+            from classifier.views import mosaic
+
+            return mosaic(rgb, self.views, tw)
         if self.resize is ResizePolicy.PAD_SQUARE and h != w:
             side = max(h, w)
             canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)

@@ -86,6 +86,16 @@ def _add_cv(clf: argparse._SubParsersAction) -> None:
     _fewshot_backbones(p)
     p.add_argument("--cache-dir", type=Path, help="decoded images and features (default: ~/.cache/hakuna/cv)")
     p.add_argument("--json", type=Path, help="also write every figure (per-class recall, choices per fold) here")
+    p.add_argument("--options", action="store_true",
+                   help="also cross-validate the few-shot recipe under each option (old framing, shape framing, "
+                        "multi-crop, scale 1.3, Lite0 alone, self-training on the CSV's unlabelled rows): one table")
+    p.add_argument("--unlabelled-rows", action="store_true",
+                   help="self-training also pseudo-labels the CSV's rows whose label is not a class (more features "
+                        "to extract); without it, only the held-out photos are its unlabelled pool")
+    p.add_argument("--boxes", type=Path, metavar="JSON",
+                   help="a MegaDetector results file or COCO Camera Traps boxes: photos it covers become crops of "
+                        "their best box; the recipes also run on whole photos and both are scored on those photos")
+    p.add_argument("--no-progress", action="store_true")
     add_device(p)
     add_outside_root(p)
     p.set_defaults(handler=_cv)
@@ -230,19 +240,47 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _cv(args: argparse.Namespace) -> int:
+    import functools
     import json
     import os
 
+    from tqdm import tqdm
+
     from camtrap.fileio import atomic_write_json
-    from classifier.cv import cross_validate, format_table
-    from classifier.data import csv_samples
+    from classifier.cv import cross_validate, format_table, option_table
+    from classifier.data import csv_samples, csv_unlabelled
 
     if args.json:
         out_path(args.json, "JSON file")
     samples = csv_samples(args.images_csv, args.root, skip_unknown=True, allow_outside_root=args.allow_outside_root)
     cache = args.cache_dir or Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "cv"
-    results = cross_validate(samples, tuple(args.recipes), folds=args.folds, seed=args.seed, cache_dir=cache,
-                             device=device_of(args), fewshot=_fewshot_cfg(args), say=print)  # fmt: skip
+    cfg, bars = _fewshot_cfg(args), []
+
+    def bar(stage: str, _epoch: int, total: int):
+        bars.append(tqdm(total=total, desc=stage, unit="img", disable=args.no_progress))
+        return bars[-1].update
+
+    unlabelled = csv_unlabelled(args.images_csv, args.root, samples.classes,
+                                allow_outside_root=args.allow_outside_root) if args.unlabelled_rows else None
+    run = functools.partial(cross_validate, recipes=tuple(args.recipes), folds=args.folds, seed=args.seed,
+                            cache_dir=cache, device=device_of(args), fewshot=cfg, say=print, bar=bar,
+                            unlabelled=unlabelled)  # fmt: skip
+    boxed = None
+    if args.boxes:
+        from classifier.boxes import read_box_file, with_boxes
+
+        cropped, boxed = with_boxes(samples, read_box_file(args.boxes))
+        whole = run(samples, subset=boxed)
+        samples = cropped
+    results = run(samples, options=option_table(cfg) if args.options else None, subset=boxed)
+    for b in bars:
+        b.close()
+    if boxed is not None:
+        for w, c in zip(whole, results):
+            a, b = w.notes.get("subset"), c.notes.get("subset")
+            if a and b:
+                print(f"{c.recipe} on the {b['photos']} photo(s) with boxes: top-1 {a['top1']:.3f} -> {b['top1']:.3f}, "
+                      f"log loss {a['log_loss']:.3f} -> {b['log_loss']:.3f} (whole photo -> crop)")
     print(format_table(results))
     if args.json:
         atomic_write_json(args.json, json.loads(json.dumps([r.__dict__ for r in results], default=str)))
