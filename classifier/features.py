@@ -71,8 +71,9 @@ def _load_store(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
     if not path.exists():
         return {}
     with np.load(path) as z:
-        store: dict = {k: (z["features"][i], z["logits"][i]) for i, k in enumerate(z["keys"])}
-        store.update({k: None for k in z["bad"]})
+        keys, feats, logits, bad = z["keys"], z["features"], z["logits"], z["bad"]  # each read once
+    store: dict = {str(k): (feats[i], logits[i]) for i, k in enumerate(keys)}
+    store.update({str(k): None for k in bad})
     return store
 
 

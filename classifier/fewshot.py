@@ -5,9 +5,13 @@ ImageNet backbone frozen and fits only a head (:mod:`classifier.probe`): feature
 prior are computed once per image (and its mirror) and cached, then every choice is made by group-aware
 cross-validation on the training photos themselves -- never on a test set:
 
-* the backbone (EfficientNet-Lite0, and Lite1/Lite2 where their weights are installed: the ``lite12`` extra),
-* for whole photos, the framing (stretched to the input, or the centre square),
+* the backbone set (EfficientNet-Lite0 alone, or every installed Lite together),
+* the views of each photo pooled (:mod:`classifier.views`: one framing, the framing by the photo's shape, or
+  several crops), and the scale the backbones run at (``FewShotConfig.scales``),
 * the L2 strength of the head.
+
+Features are cached per backbone, view and scale (:mod:`classifier.features`), so these comparisons cost one
+extraction.
 
 Probabilities are calibrated: a temperature fitted on the out-of-fold predictions of the chosen setting is
 stored in the spec.  The final head is fitted on every photo.  Only the head is learnt, so training takes
@@ -175,9 +179,11 @@ def candidate_settings(samples: SampleSet, cfg: FewShotConfig) -> list[Setting]:
 
 
 def choose(samples: SampleSet, index: np.ndarray, cfg: FewShotConfig, embedded: dict, *,
-           use_prior: bool | None = None, settings: list[Setting] | None = None) -> tuple[Setting, np.ndarray]:
+           use_prior: bool | None = None, settings: list[Setting] | None = None,
+           memo: dict | None = None) -> tuple[Setting, np.ndarray]:  # fmt: skip
     """The setting with the lowest cross-validated log loss on samples ``index`` (folds inside ``index``), and
-    its out-of-fold logits."""
+    its out-of-fold logits.  ``memo`` (a dict kept by the caller) reuses what an earlier call with the same
+    samples, index and setting computed (comparing option sets that share candidates)."""
     targets = samples.targets()
     groups = [samples.samples[i].group for i in index]
     k = max(2, min(cfg.folds, len(set(groups))))
@@ -185,11 +191,15 @@ def choose(samples: SampleSet, index: np.ndarray, cfg: FewShotConfig, embedded: 
     inner[index] = group_folds(groups, k, cfg.seed + 1)
     best: tuple[float, Setting | None, np.ndarray | None] = (math.inf, None, None)
     prior = cfg.use_prior if use_prior is None else use_prior
+    memo = {} if memo is None else memo
     for setting in settings or candidate_settings(samples, cfg):
-        emb = embedded[setting.key]
-        logits = out_of_fold(emb, targets, index, inner, l2=setting.l2, use_prior=prior,
-                             multilabel=samples.multilabel)  # fmt: skip
-        loss = log_loss(probs_of(logits, multilabel=samples.multilabel), targets[index], samples.multilabel)
+        key = (setting, prior, k, cfg.seed, index.tobytes())
+        if key not in memo:
+            logits = out_of_fold(embedded[setting.key], targets, index, inner, l2=setting.l2, use_prior=prior,
+                                 multilabel=samples.multilabel)  # fmt: skip
+            memo[key] = (log_loss(probs_of(logits, multilabel=samples.multilabel), targets[index], samples.multilabel),
+                         logits)  # fmt: skip
+        loss, logits = memo[key]
         log.debug("%s: cross-validated log loss %.4f", setting, loss)
         if loss < best[0]:
             best = (loss, setting, logits)

