@@ -29,12 +29,13 @@ from camtrap.labels import COLUMNS
 from classifier.config import DEFAULT_FINETUNE_EPOCHS, MULTI_CROP, ClassifierTrainConfig, FewShotConfig
 from classifier.data import SampleError, SampleSet
 
-__all__ = ["CV_RECIPES", "RecipeScores", "cross_validate", "scores_of", "format_table", "option_table"]
+__all__ = ["CV_RECIPES", "OPTION_NAMES", "RecipeScores", "cross_validate", "scores_of", "format_table", "option_table"]
 
 log = logging.getLogger(__name__)
 CV_RECIPES = ("linear-probe", "fewshot", "fewshot-ft", "full")
 LINEAR_PROBE_L2 = (3e-3, 0.01, 0.03, 0.1, 0.3)
 SELF_TRAIN_THRESHOLDS = (0.5, 0.8)
+OPTION_NAMES = ("lite0-old", "lite0-shape", "lite0-multicrop", "lite0-default", "old", "default", "selftrain")
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ def option_table(base: FewShotConfig) -> dict[str, FewShotConfig]:
                 "lite0-multicrop": {**old, **lite0, "view_sets": (*old["view_sets"], MULTI_CROP)},
                 "lite0-default": lite0,
                 "old": old, "default": {}, "selftrain": {"self_train": SELF_TRAIN_THRESHOLDS}}  # fmt: skip
+    assert tuple(variants) == OPTION_NAMES
     return {k: dataclasses.replace(base, **v) for k, v in variants.items()}
 
 

@@ -112,7 +112,7 @@ def embeddings(samples: SampleSet, settings: list[Setting], cache_dir: Path,
 def out_of_fold(emb: Embeddings, targets: np.ndarray, index: np.ndarray, folds: np.ndarray, *, l2: float,
                 use_prior: bool, multilabel: bool) -> np.ndarray:  # fmt: skip
     """Per-view logits (2, len(index), C) of each sample in ``index`` from a head fitted without its fold."""
-    out = np.zeros((2, len(index), targets.shape[1]))
+    out = np.zeros((len(emb.features), len(index), targets.shape[1]))
     for f in np.unique(folds[index]):
         test = folds[index] == f
         fit = fit_head(emb, targets, index[~test], l2=l2, use_prior=use_prior, multilabel=multilabel)

@@ -150,14 +150,14 @@ def _row_span(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fit_head(emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, l2: float, use_prior: bool = True,
              multilabel: bool = False, iterations: int = 200) -> ProbeFit:  # fmt: skip
     """Fit W, b (and alpha) on the samples ``index`` (both views as rows) by L-BFGS; L2 ``l2`` on W and b."""
-    x = np.concatenate([emb.features[0][index], emb.features[1][index]]).astype(np.float64)
+    x = np.concatenate([f[index] for f in emb.features]).astype(np.float64)  # every view a row
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs, basis = (x - mu) / sd, None
     if xs.shape[1] > xs.shape[0]:  # fewer rows than features: fit in the rows' span (the same L-BFGS path, cheaper)
         xs, basis = _row_span(xs)
     xs = torch.from_numpy(xs)
-    prior = torch.from_numpy(np.concatenate([emb.prior[0][index], emb.prior[1][index]]).astype(np.float64))
-    y = torch.from_numpy(np.concatenate([targets[index], targets[index]]).astype(np.float64))
+    prior = torch.from_numpy(np.concatenate([p[index] for p in emb.prior]).astype(np.float64))
+    y = torch.from_numpy(np.concatenate([targets[index]] * len(emb.features)).astype(np.float64))
     w = torch.zeros(xs.shape[1], y.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(y.shape[1], dtype=torch.float64, requires_grad=True)
     a = torch.zeros(1, dtype=torch.float64, requires_grad=use_prior)
@@ -178,7 +178,7 @@ def fit_head(emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, l2: flo
 def head_logits(fit: ProbeFit, emb: Embeddings, index: np.ndarray) -> np.ndarray:
     """Logits (2 views, N, C) of samples ``index`` under a fitted head."""
     return np.stack([((emb.features[k][index] - fit.mu) / fit.sd) @ fit.weight + fit.bias
-                     + fit.alpha * emb.prior[k][index] for k in range(2)])  # fmt: skip
+                     + fit.alpha * emb.prior[k][index] for k in range(len(emb.features))])  # fmt: skip
 
 
 def probs_of(logits: np.ndarray, *, multilabel: bool = False, temperature: float = 1.0) -> np.ndarray:

@@ -64,7 +64,7 @@ def choose_threshold(emb: Embeddings, targets: np.ndarray, train: np.ndarray, un
     inner fold per sample), the held-out inner fold unlabelled together with ``unlabelled``."""
     best = (math.inf, math.inf)
     for threshold in (math.inf, *thresholds):
-        oof = np.zeros((2, len(train), targets.shape[1]))
+        oof = np.zeros((len(emb.features), len(train), targets.shape[1]))
         for f in np.unique(folds[train]):
             held = folds[train] == f
             pool = np.concatenate([train[held], unlabelled])

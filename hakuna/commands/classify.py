@@ -11,7 +11,7 @@ from pathlib import Path
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.config import BALANCE_CHOICES as BALANCE
 from classifier.config import RECIPES
-from classifier.cv import CV_RECIPES
+from classifier.cv import CV_RECIPES, OPTION_NAMES
 from hakuna.commands import UsageError
 from hakuna.commands.common import (
     add_device,
@@ -86,9 +86,9 @@ def _add_cv(clf: argparse._SubParsersAction) -> None:
     _fewshot_backbones(p)
     p.add_argument("--cache-dir", type=Path, help="decoded images and features (default: ~/.cache/hakuna/cv)")
     p.add_argument("--json", type=Path, help="also write every figure (per-class recall, choices per fold) here")
-    p.add_argument("--options", action="store_true",
-                   help="also cross-validate the few-shot recipe under each option (old framing, shape framing, "
-                        "multi-crop, scale 1.3, Lite0 alone, self-training on the CSV's unlabelled rows): one table")
+    p.add_argument("--options", nargs="*", choices=OPTION_NAMES, metavar="NAME",
+                   help="also cross-validate the few-shot recipe under each option (all without names: "
+                        f"{', '.join(OPTION_NAMES)}): one table")
     p.add_argument("--unlabelled-rows", action="store_true",
                    help="self-training also pseudo-labels the CSV's rows whose label is not a class (more features "
                         "to extract); without it, only the held-out photos are its unlabelled pool")
@@ -272,7 +272,8 @@ def _cv(args: argparse.Namespace) -> int:
         cropped, boxed = with_boxes(samples, read_box_file(args.boxes))
         whole = run(samples, subset=boxed)
         samples = cropped
-    results = run(samples, options=option_table(cfg) if args.options else None, subset=boxed)
+    options = {k: v for k, v in option_table(cfg).items() if not args.options or k in args.options}
+    results = run(samples, options=options if args.options is not None else None, subset=boxed)
     for b in bars:
         b.close()
     if boxed is not None:
