@@ -228,7 +228,7 @@ def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, worke
     cache.  Unreadable images are masked out and counted.
     """
     h, w = spec.input_hw
-    identity = (f"{h}x{w}|{spec.resize.value}|{spec.crop_margin}|{spec.source_max_side}|"
+    identity = (f"{h}x{w}|{spec.resize.value}|{spec.crop_margin}|{spec.source_max_side}|{spec.views}|"
                 + "\n".join(s.key + str(s.frame.path) for s in samples.samples))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -125,3 +125,19 @@ def test_self_training_keeps_groups_apart():
     base = self_train_logits(emb, targets, np.arange(10), np.array([10, 11]), one_group, threshold=np.inf, **kwargs)
     same = self_train_logits(emb, targets, np.arange(10), np.array([10, 11]), one_group, threshold=0.0, **kwargs)
     assert np.allclose(base, same)
+
+
+def test_decoded_mosaics_are_cached_per_view_set(tmp_path):
+    from classifier.data import decode_cached
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, 40:] = 255  # the right third white: the centre square is black, the stretched photo is not
+    Image.fromarray(wide).save(folder / "w.png")
+    samples = SampleSet((Sample(frame_ref(folder, "w.png"), None, (1.0,), "g", "w.png"),), ("zebra",), False, "t")
+    stretch = _spec(samples, Setting(("efficientnet_lite0",), ("stretch",), 0.1, 1.0, 16))
+    center = _spec(samples, Setting(("efficientnet_lite0",), ("center",), 0.1, 1.0, 16))
+    a, _ = decode_cached(samples, stretch, tmp_path / "cache")
+    b, _ = decode_cached(samples, center, tmp_path / "cache")
+    assert a.shape == b.shape == (1, 16, 16, 3) and a.max() == 255 and b.max() == 0
