@@ -61,10 +61,10 @@ class ProbeClassifier(nn.Module):
         return torch.where(self.has_hint, mass.clamp_min(1e-6).log(), torch.full_like(mass, NO_HINT_LOGP))
 
     def parts(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(features, ImageNet logits) of each backbone for a normalised batch of single tiles."""
+        """(features, ImageNet logits) of each backbone for a normalised batch of single tiles at ``input_size``."""
         out = []
         for body, head, size in zip(self.bodies, self.imagenet, self.sizes):
-            xi = x if size == x.shape[-1] else F.interpolate(x, size=(size, size), mode="bilinear",
+            xi = x if size == self.input_size else F.interpolate(x, size=(size, size), mode="bilinear",
                                                              align_corners=False)  # fmt: skip (ONNX-exportable)
             f = body(xi)
             out.append((f, head(f)))
