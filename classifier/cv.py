@@ -3,7 +3,7 @@
 Every recipe sees the same folds (photos of one group -- a sequence, a site -- stay in one fold) and is judged on
 its out-of-fold predictions: top-1, top-5, multi-class log loss, the competition metric (each photo a one-frame
 sequence over the 54 columns), expected calibration error and per-class recall.  Choices a recipe makes
-(backbone, framing, L2, temperature) are made inside each training fold only.
+(backbones, views, L2, temperature, self-training threshold) are made inside each training fold only.
 
 * ``linear-probe``: logistic regression on frozen EfficientNet-Lite0 features of the stretched photo, flip TTA,
   L2 chosen by inner CV (the baseline to beat);
