@@ -257,7 +257,8 @@ def _cv(args: argparse.Namespace) -> int:
     cfg, bars = _fewshot_cfg(args), []
 
     def bar(stage: str, _epoch: int, total: int):
-        bars.append(tqdm(total=total, desc=stage, unit="img", disable=args.no_progress))
+        quiet = True if args.no_progress else None  # None: a bar on a terminal only
+        bars.append(tqdm(total=total, desc=stage, unit="img", disable=quiet))
         return bars[-1].update
 
     unlabelled = csv_unlabelled(args.images_csv, args.root, samples.classes,
