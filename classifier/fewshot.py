@@ -5,9 +5,13 @@ ImageNet backbone frozen and fits only a head (:mod:`classifier.probe`): feature
 prior are computed once per image (and its mirror) and cached, then every choice is made by group-aware
 cross-validation on the training photos themselves -- never on a test set:
 
-* the backbone (EfficientNet-Lite0, and Lite1/Lite2 where their weights are installed: the ``lite12`` extra),
-* for whole photos, the framing (stretched to the input, or the centre square),
+* the backbone set (EfficientNet-Lite0 alone, or every installed Lite together),
+* the views of each photo pooled (:mod:`classifier.views`: one framing, the framing by the photo's shape, or
+  several crops), and the scale the backbones run at (``FewShotConfig.scales``),
 * the L2 strength of the head.
+
+Features are cached per backbone, view and scale (:mod:`classifier.features`), so these comparisons cost one
+extraction.
 
 Probabilities are calibrated: a temperature fitted on the out-of-fold predictions of the chosen setting is
 stored in the spec.  The final head is fitted on every photo.  Only the head is learnt, so training takes
@@ -17,7 +21,6 @@ seconds once features exist, and the model runs everywhere a fine-tuned one does
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -27,34 +30,37 @@ from pathlib import Path
 import numpy as np
 
 from classifier.backbones import BACKBONES, lite_weights_installed
-from classifier.config import FewShotConfig
+from classifier.config import LITE, FewShotConfig
 from classifier.data import SampleSet, decode_cached
-from classifier.probe import Embeddings, ProbeClassifier, ProbeFit, embed, fit_head, head_logits, probs_of
+from classifier.probe import Embeddings, ProbeClassifier, ProbeFit, fit_head, head_logits, probs_of, scaled_size
 from classifier.spec import ModelSpec, ResizePolicy
 
 __all__ = ["FewShotConfig", "Setting", "group_folds", "embeddings", "out_of_fold", "choose", "fit_temperature",
            "calibration_error", "candidate_settings", "fit_setting", "finetune_schedule", "finetune_model",
-           "setting_pixels", "probe_model"]  # fmt: skip
+           "setting_pixels", "probe_model", "installed_backbones", "log_loss"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One candidate: a set of backbones (features concatenated), a framing and an L2 strength."""
+    """One candidate: a set of backbones (features concatenated), the views pooled (:mod:`classifier.views`), the
+    scale the backbones run at (x their native size), the L2 strength, and the mosaic's tile size."""
 
     backbones: tuple[str, ...]
-    resize: ResizePolicy
+    views: tuple[str, ...]
     l2: float
+    scale: float = 1.0
+    tile: int = 0  # 0: the largest scaled size of the set
 
     @property
-    def key(self) -> tuple[tuple[str, ...], ResizePolicy]:
-        return self.backbones, self.resize
+    def key(self) -> tuple:
+        return self.backbones, self.views, self.scale, self.input_size
 
     @property
     def input_size(self) -> int:
-        """Frames are prepared at the largest native size of the set; each backbone gets its own from it."""
-        return max(BACKBONES[b].input_size for b in self.backbones)
+        """The tile side: each backbone gets its own size from it (one decode serves a set)."""
+        return self.tile or max(scaled_size(b, self.scale) for b in self.backbones)
 
 
 def group_folds(groups: list[str], k: int, seed: int = 0) -> np.ndarray:
@@ -65,51 +71,48 @@ def group_folds(groups: list[str], k: int, seed: int = 0) -> np.ndarray:
     return np.array([fold_of[g] for g in groups], np.int64)
 
 
-def _spec(samples: SampleSet, backbones: tuple[str, ...], resize: ResizePolicy, size: int) -> ModelSpec:
-    info = BACKBONES[backbones[0]]
-    return ModelSpec(backbones[0], (size, size), info.mean, info.std, resize, samples.classes, samples.multilabel,
-                     head="probe", backbones=backbones)  # fmt: skip
+def _crops(samples: SampleSet) -> bool:
+    return all(s.bbox_xywh_norm is not None for s in samples.samples)
 
 
-def _member(samples: SampleSet, backbone: str, resize: ResizePolicy, size: int, cache_dir: Path,
-            progress: Callable[[int], None] | None) -> tuple[Embeddings, np.ndarray]:  # fmt: skip
-    spec = _spec(samples, (backbone,), resize, size)
-    pixels, ok = decode_cached(samples, spec, cache_dir, progress=progress)
-    identity = f"{backbone}|{resize.value}|{size}|{samples.classes}|{len(pixels)}|".encode()
-    digest = hashlib.sha256(identity + np.ascontiguousarray(pixels[: min(len(pixels), 8)]).tobytes()).hexdigest()
-    path = cache_dir / f"embed-{digest[:16]}.npz"
-    if path.exists():
-        with np.load(path) as cached:
-            return Embeddings(cached["features"], cached["prior"]), ok
-    from classifier.backbones import for_inference
-
-    model = ProbeClassifier((backbone,), samples.classes, input_size=size, multilabel=samples.multilabel,
-                            pretrained=True)  # fmt: skip
-    model.bodies[0] = for_inference(model.bodies[0], backbone)
-    info = BACKBONES[backbone]
-    emb = embed(model, (pixels[k : k + 32] for k in range(0, len(pixels), 32)), info.mean, info.std)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, features=emb.features, prior=emb.prior)
-    tmp.replace(path)
-    return emb, ok
+def _spec(samples: SampleSet, setting: Setting) -> ModelSpec:
+    info, t = BACKBONES[setting.backbones[0]], setting.input_size
+    resize = ResizePolicy.PAD_SQUARE if _crops(samples) else ResizePolicy.STRETCH  # sets the decode resolution
+    return ModelSpec(setting.backbones[0], (len(setting.views) * t, t), info.mean, info.std, resize, samples.classes,
+                     samples.multilabel, head="probe", backbones=setting.backbones, views=setting.views,
+                     scale=setting.scale)  # fmt: skip
 
 
-def embeddings(samples: SampleSet, backbones: tuple[str, ...], resize: ResizePolicy, cache_dir: Path,
-               progress: Callable[[int], None] | None = None) -> tuple[Embeddings, np.ndarray]:  # fmt: skip
-    """Features (concatenated over ``backbones``) and zero-shot prior (averaged) of every sample and its mirror,
-    exactly as the fitted :class:`ProbeClassifier` computes them; cached on disk per backbone.  Also returns the
-    mask of samples that could be read."""
-    size = Setting(backbones, resize, 0.0).input_size
-    parts = [_member(samples, b, resize, size, cache_dir, progress) for b in backbones]
-    emb = Embeddings(np.concatenate([p[0].features for p in parts], axis=-1), np.mean([p[0].prior for p in parts],
-                                                                                       axis=0))  # fmt: skip
-    return emb, parts[0][1]
+ProgressFactory = Callable[[str, int, int], Callable[[int], None]]
+
+
+def embeddings(samples: SampleSet, settings: list[Setting], cache_dir: Path,
+               bar: ProgressFactory | None = None) -> tuple[dict, np.ndarray]:
+    """Embeddings (views pooled, backbones concatenated: exactly what the fitted :class:`ProbeClassifier`
+    computes) of every sample and its mirror for each distinct ``Setting.key``, and the mask of samples that
+    could be read.  Each (backbone, scale, tile) is extracted once over the union of the views asked for, and
+    cached on disk (:mod:`classifier.features`); ``bar("features", 0, total)`` gives a progress callback."""
+    from classifier.features import pooled, view_features
+
+    wanted: dict[tuple, dict] = {}
+    for s in settings:
+        for b in s.backbones:
+            wanted.setdefault((b, s.scale, s.input_size), {}).update(dict.fromkeys(s.views))
+    progress = bar("features", 0, len(wanted) * len(samples.samples)) if bar else None
+    parts = {}
+    for (b, scale, tile), views in wanted.items():
+        spec = _spec(samples, Setting((b,), tuple(views), 0.0, scale, tile))
+        parts[(b, scale, tile)] = view_features(samples, b, spec, cache_dir, progress)
+    ok = np.logical_and.reduce([p.ok for p in parts.values()])
+    embedded = {s.key: pooled([parts[(b, s.scale, s.input_size)] for b in s.backbones], s.views, samples.classes)
+                for s in settings}  # fmt: skip
+    return embedded, ok
 
 
 def out_of_fold(emb: Embeddings, targets: np.ndarray, index: np.ndarray, folds: np.ndarray, *, l2: float,
                 use_prior: bool, multilabel: bool) -> np.ndarray:  # fmt: skip
     """Per-view logits (2, len(index), C) of each sample in ``index`` from a head fitted without its fold."""
-    out = np.zeros((2, len(index), targets.shape[1]))
+    out = np.zeros((len(emb.features), len(index), targets.shape[1]))
     for f in np.unique(folds[index]):
         test = folds[index] == f
         fit = fit_head(emb, targets, index[~test], l2=l2, use_prior=use_prior, multilabel=multilabel)
@@ -117,7 +120,7 @@ def out_of_fold(emb: Embeddings, targets: np.ndarray, index: np.ndarray, folds: 
     return out
 
 
-def _log_loss(probs: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
+def log_loss(probs: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
     p = np.clip(probs, 1e-15, 1 - 1e-15)
     if multilabel:
         return float(-(targets * np.log(p) + (1 - targets) * np.log1p(-p)).mean())
@@ -127,7 +130,7 @@ def _log_loss(probs: np.ndarray, targets: np.ndarray, multilabel: bool) -> float
 def fit_temperature(logits: np.ndarray, targets: np.ndarray, multilabel: bool = False) -> float:
     """The temperature (0.25 .. 8, log grid then golden section) that minimises the log loss of ``logits``."""
     def loss(log_t: float) -> float:
-        return _log_loss(probs_of(logits, multilabel=multilabel, temperature=math.exp(log_t)), targets, multilabel)
+        return log_loss(probs_of(logits, multilabel=multilabel, temperature=math.exp(log_t)), targets, multilabel)
 
     lo, hi = math.log(0.25), math.log(8.0)
     grid = np.linspace(lo, hi, 15)
@@ -152,22 +155,35 @@ def calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 10) ->
     return float(err)
 
 
-def candidate_settings(samples: SampleSet, cfg: FewShotConfig) -> list[Setting]:
-    """Backbone sets (the first backbone alone, and every installed one together) x the framings that suit the
-    samples x the L2 grid."""
+def installed_backbones(cfg: FewShotConfig) -> tuple[str, ...]:
+    """The configured backbones whose ImageNet weights are here."""
     installed = tuple(b for b in cfg.backbones if BACKBONES[b].family != "lite" or lite_weights_installed(b))
     if not installed:
         raise ValueError(f"none of the backbones {cfg.backbones} has its ImageNet weights installed")
+    return installed
+
+
+def candidate_settings(samples: SampleSet, cfg: FewShotConfig) -> list[Setting]:
+    """Backbone sets (the first backbone alone, and every installed one together) x the view sets (for crops:
+    the crop alone and the crop with its zoom) x the scales x the L2 grid.  One tile size per scale serves every
+    set, so each backbone's features are extracted once."""
+    installed = installed_backbones(cfg)
     sets = list(dict.fromkeys([installed[:1], installed]))
-    whole = any(s.bbox_xywh_norm is None for s in samples.samples)
-    framings = (ResizePolicy.CENTER_CROP, ResizePolicy.STRETCH) if whole else (ResizePolicy.PAD_SQUARE,)
-    return [Setting(b, r, l2) for b in sets for r in framings for l2 in cfg.l2_grid]
+    views = cfg.crop_view_sets if _crops(samples) else cfg.view_sets
+    out = []
+    every = {b for b in (*installed, *LITE) if BACKBONES[b].family != "lite" or lite_weights_installed(b)}
+    for scale in cfg.scales:
+        tile = max(scaled_size(b, scale) for b in every)  # shared by every set: one extraction per backbone
+        out += [Setting(b, v, l2, scale, tile) for b in sets for v in views for l2 in cfg.l2_grid]
+    return out
 
 
 def choose(samples: SampleSet, index: np.ndarray, cfg: FewShotConfig, embedded: dict, *,
-           use_prior: bool | None = None, settings: list[Setting] | None = None) -> tuple[Setting, np.ndarray]:
+           use_prior: bool | None = None, settings: list[Setting] | None = None,
+           memo: dict | None = None) -> tuple[Setting, np.ndarray]:  # fmt: skip
     """The setting with the lowest cross-validated log loss on samples ``index`` (folds inside ``index``), and
-    its out-of-fold logits."""
+    its out-of-fold logits.  ``memo`` (a dict kept by the caller) reuses what an earlier call with the same
+    samples, index and setting computed (comparing option sets that share candidates)."""
     targets = samples.targets()
     groups = [samples.samples[i].group for i in index]
     k = max(2, min(cfg.folds, len(set(groups))))
@@ -175,11 +191,15 @@ def choose(samples: SampleSet, index: np.ndarray, cfg: FewShotConfig, embedded: 
     inner[index] = group_folds(groups, k, cfg.seed + 1)
     best: tuple[float, Setting | None, np.ndarray | None] = (math.inf, None, None)
     prior = cfg.use_prior if use_prior is None else use_prior
+    memo = {} if memo is None else memo
     for setting in settings or candidate_settings(samples, cfg):
-        emb = embedded[setting.key]
-        logits = out_of_fold(emb, targets, index, inner, l2=setting.l2, use_prior=prior,
-                             multilabel=samples.multilabel)  # fmt: skip
-        loss = _log_loss(probs_of(logits, multilabel=samples.multilabel), targets[index], samples.multilabel)
+        key = (setting, prior, k, cfg.seed, index.tobytes())
+        if key not in memo:
+            logits = out_of_fold(embedded[setting.key], targets, index, inner, l2=setting.l2, use_prior=prior,
+                                 multilabel=samples.multilabel)  # fmt: skip
+            memo[key] = (log_loss(probs_of(logits, multilabel=samples.multilabel), targets[index], samples.multilabel),
+                         logits)  # fmt: skip
+        loss, logits = memo[key]
         log.debug("%s: cross-validated log loss %.4f", setting, loss)
         if loss < best[0]:
             best = (loss, setting, logits)
@@ -196,21 +216,21 @@ def fit_setting(samples: SampleSet, index: np.ndarray, setting: Setting, emb: Em
     temperature = fit_temperature(oof_logits, targets[index], samples.multilabel) if calibrate else 1.0
     before = probs_of(oof_logits, multilabel=samples.multilabel)
     after = probs_of(oof_logits, multilabel=samples.multilabel, temperature=temperature)
-    report = {"oof_log_loss": _log_loss(before, targets[index], samples.multilabel),
-              "oof_log_loss_calibrated": _log_loss(after, targets[index], samples.multilabel)}  # fmt: skip
+    report = {"oof_log_loss": log_loss(before, targets[index], samples.multilabel),
+              "oof_log_loss_calibrated": log_loss(after, targets[index], samples.multilabel)}  # fmt: skip
     if not samples.multilabel:
         report.update(ece=calibration_error(before, targets[index]),
                       ece_calibrated=calibration_error(after, targets[index]))  # fmt: skip
     model = probe_model(samples, setting, fit)
-    spec = _spec(samples, setting.backbones, setting.resize, setting.input_size)
-    spec = dataclasses.replace(spec, temperature=temperature)
+    spec = dataclasses.replace(_spec(samples, setting), temperature=temperature)
     return model, spec, report
 
 
 def probe_model(samples: SampleSet, setting: Setting, fit: ProbeFit) -> ProbeClassifier:
     """A pretrained :class:`ProbeClassifier` for ``setting`` holding the fitted head ``fit``."""
     return fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=setting.input_size,
-                                         multilabel=samples.multilabel, pretrained=True))  # fmt: skip
+                                         multilabel=samples.multilabel, pretrained=True, views=len(setting.views),
+                                         scale=setting.scale))  # fmt: skip
 
 
 def _normalise(setting: Setting) -> tuple[tuple, tuple]:
@@ -221,7 +241,7 @@ def _normalise(setting: Setting) -> tuple[tuple, tuple]:
 
 def setting_pixels(samples: SampleSet, setting: Setting, cache_dir: Path) -> np.ndarray:
     """Every sample decoded (once, cached) at ``setting``'s input size and framing: N x H x W x 3 uint8."""
-    return decode_cached(samples, _spec(samples, setting.backbones, setting.resize, setting.input_size), cache_dir)[0]
+    return decode_cached(samples, _spec(samples, setting), cache_dir)[0]
 
 
 def finetune_schedule(samples: SampleSet, index: np.ndarray, setting: Setting, emb: Embeddings, cfg: FewShotConfig,
@@ -236,7 +256,7 @@ def finetune_schedule(samples: SampleSet, index: np.ndarray, setting: Setting, e
         return probe_model(samples, setting, fit)
 
     def loss(logits: np.ndarray, targets: np.ndarray) -> float:
-        return _log_loss(probs_of(logits, multilabel=samples.multilabel), targets, samples.multilabel)
+        return log_loss(probs_of(logits, multilabel=samples.multilabel), targets, samples.multilabel)
 
     epochs, oof = choose_epochs(build, emb, pixels, samples.targets(), index,
                                 [samples.samples[i].group for i in index], cfg, l2=setting.l2,

@@ -84,8 +84,9 @@ def build_model(spec: ModelSpec, pretrained: bool | str = False):
     if spec.head == "probe":
         from classifier.probe import ProbeClassifier
 
-        return ProbeClassifier(spec.backbones or (spec.backbone,), spec.classes, input_size=spec.input_hw[0],
-                               multilabel=spec.multilabel, pretrained=pretrained)  # fmt: skip
+        return ProbeClassifier(spec.backbones or (spec.backbone,), spec.classes, input_size=spec.input_hw[1],
+                               multilabel=spec.multilabel, pretrained=pretrained, views=max(1, len(spec.views)),
+                               scale=spec.scale)  # fmt: skip
     from classifier.backbones import create
 
     return create(spec.backbone, len(spec.classes), pretrained=pretrained)

@@ -23,21 +23,28 @@ from classifier.backbones import BACKBONES, create, imagenet_categories, split_h
 from classifier.imagenet_prior import NO_HINT_LOGP, hint_matrix
 
 __all__ = ["ProbeClassifier", "ProbeFit", "Embeddings", "embed", "fit_head", "head_logits", "probs_of",
-           "training_loss"]
+           "training_loss", "scaled_size"]
+
+
+def scaled_size(backbone: str, scale: float) -> int:
+    """The input side a backbone runs at: its native size times ``scale`` (a multiple of 2)."""
+    return 2 * round(BACKBONES[backbone].input_size * scale / 2)
 
 
 class ProbeClassifier(nn.Module):
     """Frozen backbones' features (concatenated) -> standardised -> linear head, plus ``alpha`` x the ImageNet
     zero-shot prior (averaged over the backbones).  Input comes at ``input_size``; each backbone sees it resized to
-    its native size."""
+    its native size times ``scale``.  With ``views`` > 1 the input is a mosaic (:mod:`classifier.views`): that many
+    ``input_size`` square tiles stacked top to bottom, whose features and priors are averaged."""
 
     def __init__(self, backbones: tuple[str, ...], classes: tuple[str, ...], *, input_size: int,
-                 multilabel: bool = False, pretrained: bool | str = False) -> None:  # fmt: skip
+                 multilabel: bool = False, pretrained: bool | str = False, views: int = 1,
+                 scale: float = 1.0) -> None:  # fmt: skip
         super().__init__()
         bodies, heads = zip(*(split_head(create(b, None, pretrained), b) for b in backbones))
         self.bodies, self.imagenet = nn.ModuleList(bodies), nn.ModuleList(heads)
-        self.sizes = [BACKBONES[b].input_size for b in backbones]
-        self.input_size = input_size
+        self.sizes = [scaled_size(b, scale) for b in backbones]
+        self.input_size, self.views = input_size, views
         dim = sum(h.in_features for h in heads)
         hints = torch.from_numpy(hint_matrix(classes, imagenet_categories()))
         self.register_buffer("hints", hints)
@@ -53,15 +60,26 @@ class ProbeClassifier(nn.Module):
         mass = imagenet_logits.softmax(dim=1) @ self.hints.T
         return torch.where(self.has_hint, mass.clamp_min(1e-6).log(), torch.full_like(mass, NO_HINT_LOGP))
 
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features, zero-shot prior) of a normalised batch."""
-        feats, priors = [], []
+    def parts(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, ImageNet logits) of each backbone for a normalised batch of single tiles at ``input_size``."""
+        out = []
         for body, head, size in zip(self.bodies, self.imagenet, self.sizes):
             xi = x if size == self.input_size else F.interpolate(x, size=(size, size), mode="bilinear",
-                                                                 align_corners=False)  # fmt: skip (ONNX-exportable)
+                                                             align_corners=False)  # fmt: skip (ONNX-exportable)
             f = body(xi)
-            feats.append(f)
-            priors.append(self.prior(head(f)))
+            out.append((f, head(f)))
+        return out
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, zero-shot prior) of a normalised batch (of mosaics: pooled over their views)."""
+        v, t = self.views, x.shape[-1]
+        if v > 1:
+            x = x.reshape(-1, 3, v, t, t).transpose(1, 2).reshape(-1, 3, t, t)
+        feats, priors = [], []
+        for f, logits in self.parts(x):
+            feats.append(f.reshape(-1, v, f.shape[1]).mean(dim=1))
+            p = self.prior(logits)
+            priors.append(p.reshape(-1, v, p.shape[1]).mean(dim=1))
         return torch.cat(feats, dim=1), torch.stack(priors).mean(dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,14 +139,25 @@ def training_loss(z: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.T
     return -(y * F.log_softmax(z, dim=1)).sum(dim=1).mean()
 
 
+def _row_span(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x in an orthonormal basis of its rows' span: n x r, that basis: r x D), from the n x n Gram matrix."""
+    vals, vecs = np.linalg.eigh(x @ x.T)
+    keep = vals > vals.max() * 1e-10
+    s = np.sqrt(vals[keep])
+    return vecs[:, keep] * s, (vecs[:, keep] / s).T @ x
+
+
 def fit_head(emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, l2: float, use_prior: bool = True,
              multilabel: bool = False, iterations: int = 200) -> ProbeFit:  # fmt: skip
     """Fit W, b (and alpha) on the samples ``index`` (both views as rows) by L-BFGS; L2 ``l2`` on W and b."""
-    x = np.concatenate([emb.features[0][index], emb.features[1][index]]).astype(np.float64)
+    x = np.concatenate([f[index] for f in emb.features]).astype(np.float64)  # every view a row
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
-    xs = torch.from_numpy((x - mu) / sd)
-    prior = torch.from_numpy(np.concatenate([emb.prior[0][index], emb.prior[1][index]]).astype(np.float64))
-    y = torch.from_numpy(np.concatenate([targets[index], targets[index]]).astype(np.float64))
+    xs, basis = (x - mu) / sd, None
+    if xs.shape[1] > xs.shape[0]:  # fewer rows than features: fit in the rows' span (the same L-BFGS path, cheaper)
+        xs, basis = _row_span(xs)
+    xs = torch.from_numpy(xs)
+    prior = torch.from_numpy(np.concatenate([p[index] for p in emb.prior]).astype(np.float64))
+    y = torch.from_numpy(np.concatenate([targets[index]] * len(emb.features)).astype(np.float64))
     w = torch.zeros(xs.shape[1], y.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(y.shape[1], dtype=torch.float64, requires_grad=True)
     a = torch.zeros(1, dtype=torch.float64, requires_grad=use_prior)
@@ -142,13 +171,14 @@ def fit_head(emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, l2: flo
         return loss
 
     opt.step(closure)
-    return ProbeFit(w.detach().numpy(), b.detach().numpy(), float(a.detach()[0]), mu, sd)
+    weight = w.detach().numpy() if basis is None else basis.T @ w.detach().numpy()
+    return ProbeFit(weight, b.detach().numpy(), float(a.detach()[0]), mu, sd)
 
 
 def head_logits(fit: ProbeFit, emb: Embeddings, index: np.ndarray) -> np.ndarray:
     """Logits (2 views, N, C) of samples ``index`` under a fitted head."""
     return np.stack([((emb.features[k][index] - fit.mu) / fit.sd) @ fit.weight + fit.bias
-                     + fit.alpha * emb.prior[k][index] for k in range(2)])  # fmt: skip
+                     + fit.alpha * emb.prior[k][index] for k in range(len(emb.features))])  # fmt: skip
 
 
 def probs_of(logits: np.ndarray, *, multilabel: bool = False, temperature: float = 1.0) -> np.ndarray:

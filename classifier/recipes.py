@@ -68,11 +68,7 @@ def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, 
     fcfg = cfg.fewshot
     bar = progress or (lambda *_: None)
     settings = candidate_settings(samples, fcfg)
-    embedded, ok = {}, None
-    for backbones, resize in dict.fromkeys(s.key for s in settings):
-        total = len(samples.samples) * len(backbones)  # each backbone embeds every sample
-        embedded[(backbones, resize)], ok = embeddings(samples, backbones, resize, cache_dir,
-                                                       progress=bar("features", 0, total))
+    embedded, ok = embeddings(samples, settings, cache_dir, bar)
     index = np.flatnonzero(ok)
     if len(index) < 2:
         raise SampleError(f"the few-shot recipe needs at least two readable samples ({len(index)} of "
@@ -83,7 +79,8 @@ def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, 
     metrics = class_metrics(probs_of(oof, multilabel=samples.multilabel, temperature=spec.temperature), targets,
                             samples.classes)  # fmt: skip
     summary = {"recipe": "fewshot", "source": samples.source, "train_samples": int(len(index)),
-               "unreadable": int((~ok).sum()), "backbone": "+".join(setting.backbones), "resize": setting.resize.value,
+               "unreadable": int((~ok).sum()), "backbone": "+".join(setting.backbones), "resize": spec.resize.value,
+               "views": "+".join(setting.views), "scale": setting.scale,
                "l2": setting.l2, "finetune_epochs": epochs, "cv_folds": fcfg.folds, "cv_top1": metrics["top1"],
                **report}  # fmt: skip
     spec = dataclasses.replace(spec, training=summary)
@@ -93,7 +90,7 @@ def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, 
     torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_json(), "model": model.state_dict(),
                 "history": list(history)}, tmp)  # fmt: skip
     os.replace(tmp, out)
-    log.info("few-shot: %s, %s, L2 %g; cross-validated top-1 %.3f, log loss %.4f -> %.4f calibrated (T=%.2f)",
-             "+".join(setting.backbones), setting.resize.value, setting.l2, metrics["top1"], report["oof_log_loss"],
-             report["oof_log_loss_calibrated"], spec.temperature)  # fmt: skip
+    log.info("few-shot: %s, views %s, scale %g, L2 %g; cross-validated top-1 %.3f, log loss %.4f -> %.4f calibrated "
+             "(T=%.2f)", "+".join(setting.backbones), "+".join(setting.views), setting.scale, setting.l2,
+             metrics["top1"], report["oof_log_loss"], report["oof_log_loss_calibrated"], spec.temperature)  # fmt: skip
     return TrainResult(out, spec, history)

