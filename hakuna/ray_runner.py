@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from camtrap.engine import EngineConfig, FrameOutcome
 from camtrap.frames import FrameRef
 from camtrap.results import FrameDetections
-from camtrap.shards import ShardStore, outcome_from_json, shard_frames
+from camtrap.shards import ShardStore, shard_frames
 from hakuna.commands import UsageError
 
 __all__ = ["RayConfig", "RayStats", "ClusterError", "run_on_ray", "connect", "actor_plan"]
@@ -51,7 +51,7 @@ class ClusterError(UsageError):
 class RayConfig:
     """Where and how wide to run."""
 
-    address: str | None = "auto"  # "auto": the cluster this machine belongs to; "HOST:PORT"; None: start a local one
+    address: str = "auto"  # "auto": the cluster this machine belongs to; "HOST:PORT"; "local": start one here
     sequences_per_shard: int = 50
     max_actors: int = 4
     cpus_per_actor: float | None = None  # None: GPU clusters CPUs/GPU of the leanest GPU node, else its smallest node
@@ -72,12 +72,13 @@ class RayStats:
     frames: int = 0
     sent_bytes: int = 0  # pickled shard arguments
     returned_bytes: int = 0  # pickled shard results
+    driver_cpu_s: float = 0.0  # the driver's CPU time while the actors computed (its per-frame cost, at scale)
     actor_rss_mb: dict = field(default_factory=dict)  # actor -> [(frames it had done, RSS MB), ...]
     actor_peak_mb: dict = field(default_factory=dict)
 
 
-def connect(address: str | None) -> None:
-    """Join (or, with None, start) a Ray cluster; quiet, no usage reporting."""
+def connect(address: str) -> None:
+    """Join a Ray cluster ("auto", "HOST:PORT"; "local": start a new one here), quiet, no usage reporting."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -256,16 +257,19 @@ def _compute(todo: list[int], shards: list[list[FrameRef]], store: ShardStore, c
     stats = stats if stats is not None else RayStats()
     actors, cpus, gpus = _start_actors(cfg, len(todo), engine, models)
     pool, queue, args = _Pool(actors, cfg, stats, cpus, gpus), deque(todo), _shard_args(shards, known)
-    stats.actors = len(actors)
+    stats.actors, cpu0, counting = len(actors), time.process_time(), 0.0
     try:
         while queue or pool.inflight:
             pool.submit(queue, args)
             for k, i, result in pool.wait():
-                store.write(k, [outcome_from_json(raw) for raw in result["outcomes"]])
+                store.write_json(k, result["outcomes"])
+                t = time.process_time()
                 _record(stats, i, result, args(k))
+                counting += time.process_time() - t
                 if progress:
                     progress(len(shards[k]))
         stats.compute_s = time.monotonic() - pool.t0 - stats.startup_s
+        stats.driver_cpu_s = time.process_time() - cpu0 - counting  # without _record's own pickling
     except pool.ray.exceptions.ActorDiedError as exc:
         raise ClusterError(f"a Ray actor died and could not be restarted: {str(exc).splitlines()[0]}") from exc
     finally:

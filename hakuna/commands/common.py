@@ -106,7 +106,7 @@ def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None,
     from hakuna.ray_runner import RayConfig, run_on_ray
 
     store = ShardStore(args.shards_dir or args.out.with_name(args.out.name + ".shards"))
-    cfg = RayConfig(address=None if args.address == "local" else args.address,
+    cfg = RayConfig(address=args.address,
                     sequences_per_shard=args.sequences_per_shard, max_actors=args.max_actors,
                     cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                     shards_in_flight=args.shards_in_flight, stall_timeout_s=args.stall_timeout)  # fmt: skip
