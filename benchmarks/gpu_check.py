@@ -158,6 +158,7 @@ def main() -> None:
         print("\n3. one Ray actor on the GPU")
         sampler.step = "ray actor"
         gpu = ["--gpu-actor"] if args.device == "cuda" else ["--skip-small-cluster"]
+        seq = "24" if args.quick else "200"
         rc = _step([py, str(ROOT / "benchmarks/bench_scale.py"), "--device", args.device, "--models", str(models),
                     "--sequences", seq, "--size", size, *gpu], timeout=max(30.0, left() - 10))  # fmt: skip
         failed += ["bench_scale"] if rc else []
