@@ -126,9 +126,9 @@ def _print(rows: list[tuple[str, dict]], frames: int) -> None:
 
 def _driver(rows: list[tuple[str, dict]], frames: int) -> None:
     for name, r in rows[1:]:
-        us = r["stats"].driver_cpu_s / frames * 1e6
-        print(f"{name}: the driver spent {us:.0f} us of CPU per frame (one driver keeps up with ~{1e6 / us:,.0f} "
-              f"frames/s)")  # fmt: skip
+        us = r["stats"].driver_s / frames * 1e6
+        print(f"{name}: the driver's own work on the results (fetch, unpickle, shard files) took {us:.0f} us per "
+              f"frame: one driver keeps up with ~{1e6 / us:,.0f} frames/s")  # fmt: skip
 
 
 def _rss_run(args: argparse.Namespace, models: Path, tmp: Path) -> None:

@@ -72,7 +72,7 @@ class RayStats:
     frames: int = 0
     sent_bytes: int = 0  # pickled shard arguments
     returned_bytes: int = 0  # pickled shard results
-    driver_cpu_s: float = 0.0  # the driver's CPU time while the actors computed (its per-frame cost, at scale)
+    driver_s: float = 0.0  # the driver's own work on results (fetch, unpickle, write shard files): its cost per frame
     actor_rss_mb: dict = field(default_factory=dict)  # actor -> [(frames it had done, RSS MB), ...]
     actor_peak_mb: dict = field(default_factory=dict)
 
@@ -201,7 +201,9 @@ class _Pool:
         for ref in (r for r in done if r in self.inflight):
             k, i = self.inflight.pop(ref)
             self.load[i] -= 1
+            t = time.perf_counter()
             finished.append((k, i, self.ray.get(ref)))
+            self.stats.driver_s += time.perf_counter() - t
         if finished:
             self.last = time.monotonic()
         else:
@@ -257,19 +259,18 @@ def _compute(todo: list[int], shards: list[list[FrameRef]], store: ShardStore, c
     stats = stats if stats is not None else RayStats()
     actors, cpus, gpus = _start_actors(cfg, len(todo), engine, models)
     pool, queue, args = _Pool(actors, cfg, stats, cpus, gpus), deque(todo), _shard_args(shards, known)
-    stats.actors, cpu0, counting = len(actors), time.process_time(), 0.0
+    stats.actors = len(actors)
     try:
         while queue or pool.inflight:
             pool.submit(queue, args)
             for k, i, result in pool.wait():
+                t = time.perf_counter()
                 store.write_json(k, result["outcomes"])
-                t = time.process_time()
+                stats.driver_s += time.perf_counter() - t
                 _record(stats, i, result, args(k))
-                counting += time.process_time() - t
                 if progress:
                     progress(len(shards[k]))
         stats.compute_s = time.monotonic() - pool.t0 - stats.startup_s
-        stats.driver_cpu_s = time.process_time() - cpu0 - counting  # without _record's own pickling
     except pool.ray.exceptions.ActorDiedError as exc:
         raise ClusterError(f"a Ray actor died and could not be restarted: {str(exc).splitlines()[0]}") from exc
     finally:
