@@ -9,7 +9,7 @@ also runs N frames (the generated files repeated under other sequence ids, ``--r
 and prints the driver's and each actor's RSS as the run goes.  Ray clusters are started here and stopped.
 
 Usage: python benchmarks/bench_scale.py [--models DIR] [--sequences 200] [--size 2048x1536] [--rss-frames 20000]
-       [--rss-size 320x240] [--skip-small-cluster] [--device cpu|cuda] [--gpu-actor]
+       [--rss-size 320x240] [--skip-small-cluster] [--skip-one-node] [--device cpu|cuda] [--gpu-actor]
 Without --models (or where it lacks detector.pt/classifier.pt), bench_engine's stand-in models are used.
 """
 
@@ -176,6 +176,7 @@ def main() -> None:  # noqa: PLR0915 - a script: one table
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--gpu-actor", action="store_true", help="only local vs one actor holding the GPU")
     parser.add_argument("--skip-small-cluster", action="store_true")
+    parser.add_argument("--skip-one-node", action="store_true", help="no 1- and 2-actor runs on this machine")
     parser.add_argument("--rss-frames", type=int, default=0)
     parser.add_argument("--rss-size", default="320x240")
     args = parser.parse_args()
@@ -198,15 +199,16 @@ def main() -> None:  # noqa: PLR0915 - a script: one table
         workers = min(4, cpus)
         _local(refs[:40], models, args.device, workers)  # page cache and model files warm for every row
         rows = [("local engine (one process)", _local(refs, models, args.device, workers))]
-        connect("local")  # a local Ray cluster of this machine's CPUs, started once (not counted)
-        if args.gpu_actor:
-            gpu = _ray(refs, models, tmp, args.device, max_actors=1, gpus_per_actor=1)
-            rows.append(("Ray, 1 actor on the GPU", gpu))
-        else:
-            rows.append(("Ray, 1 actor", _ray(refs, models, tmp, args.device, max_actors=1)))
-            rows.append(("Ray, 2 actors", _ray(refs, models, tmp, args.device, max_actors=2,
-                                               cpus_per_actor=max(1, cpus // 2))))  # fmt: skip
-        ray.shutdown()
+        if not args.skip_one_node:
+            connect("local")  # a local Ray cluster of this machine's CPUs, started once (not counted)
+            if args.gpu_actor:
+                gpu = _ray(refs, models, tmp, args.device, max_actors=1, gpus_per_actor=1)
+                rows.append(("Ray, 1 actor on the GPU", gpu))
+            else:
+                rows.append(("Ray, 1 actor", _ray(refs, models, tmp, args.device, max_actors=1)))
+                rows.append(("Ray, 2 actors", _ray(refs, models, tmp, args.device, max_actors=2,
+                                                   cpus_per_actor=max(1, cpus // 2))))  # fmt: skip
+            ray.shutdown()
         if not (args.skip_small_cluster or args.gpu_actor):
             temp = Path(tempfile.mkdtemp(prefix="hkb", dir="/tmp"))  # Ray's socket paths must stay short
             try:

@@ -119,7 +119,7 @@ def _same(a: Path, b: Path) -> None:
 
 
 def _ray_args(cluster, shards, *extra, per_shard: int = 4):
-    return ["--engine", "ray", "--address", cluster, "--shards-dir", str(shards), "--sequences-per-shard",
+    return ["--engine", "ray", "--address", str(cluster), "--shards-dir", str(shards), "--sequences-per-shard",
             str(per_shard), "--max-actors", "1", *extra]  # fmt: skip
 
 
@@ -151,7 +151,7 @@ def test_a_stalled_run_trips_the_watchdog(ray_cluster, small_test, models, tmp_p
     only_on(ray_cluster, (1, 1))
     from hakuna.ray_runner import connect
 
-    connect(ray_cluster)
+    connect(str(ray_cluster))
 
     @ray.remote(num_cpus=1)
     class Hog:
@@ -198,7 +198,9 @@ def _classify_on_ray_equals_local(cluster, images, classifier, results, tmp_path
     numbers = [c for c in local.columns if pd.api.types.is_numeric_dtype(local[c])]
     text = [c for c in local.columns if c not in numbers]
     assert text and local[text].equals(ray[text])
-    assert np.abs(local[numbers].to_numpy(float) - ray[numbers].to_numpy(float)).max() < 1e-6
+    # float32 crop probabilities: an actor runs other thread counts and batch compositions than the local run, so
+    # they may differ by a few units in the last place (~1e-7 each near 1), not more
+    assert np.abs(local[numbers].to_numpy(float) - ray[numbers].to_numpy(float)).max() < 2e-6
 
 
 def _hakuna(args: list[str]) -> subprocess.Popen:
