@@ -9,7 +9,7 @@ MEGADETECTOR := .megadetector
 MEGADETECTOR_VERSION := 10.0.28
 YOLOV5 := .yolov5
 
-.PHONY: demo test test-fast lint bench clean browser sandbox
+.PHONY: demo test test-fast lint bench clean browser sandbox wheelhouse gpu-check
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,20 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dataset_reader.py
+
+# The wheels a bare GPU machine lacks for `make gpu-check` (Ray slimmed, ultralytics, ...; torch is there already),
+# for CPython 3.12 on x86-64: a git-ignored folder under 64 MiB, carried to that machine with the tree.
+WHEELHOUSE := wheelhouse
+GPU_SITE ?= /tmp/hakuna-site
+wheelhouse: $(STAMP)
+	$(BIN)/python benchmarks/wheelhouse.py --out $(WHEELHOUSE)
+
+# On the GPU machine, offline, in under 8 minutes: the wheelhouse installed, then parity checks, the engine
+# benchmark with its baselines and one Ray actor on the GPU (benchmarks/gpu_check.py says what it prints).
+gpu-check:
+	python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target $(GPU_SITE) $(WHEELHOUSE)/*.whl
+	PYTHONPATH=$(GPU_SITE):$(CURDIR) PYTHONUNBUFFERED=1 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled \
+	  timeout 475 python3 benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) $(MEGADETECTOR) $(YOLOV5) .pytest_cache .ruff_cache

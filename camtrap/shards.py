@@ -70,8 +70,12 @@ class ShardStore:
         return path.exists() and read_json(path).get("files") == expected_files
 
     def write(self, k: int, outcomes: list[FrameOutcome]) -> Path:
-        return atomic_write_json(self.path(k), {"files": [o.frame.file for o in outcomes],
-                                                "outcomes": [outcome_to_json(o) for o in outcomes]}, indent=None)
+        return self.write_json(k, [outcome_to_json(o) for o in outcomes])
+
+    def write_json(self, k: int, outcomes: list[dict]) -> Path:
+        """:meth:`write` for outcomes already as :func:`outcome_to_json` made them (as a cluster's actors send them)."""
+        return atomic_write_json(self.path(k), {"files": [o["file"] for o in outcomes], "outcomes": outcomes},
+                                 indent=None)  # fmt: skip
 
     def read(self, k: int) -> list[FrameOutcome]:
         return [outcome_from_json(raw) for raw in read_json(self.path(k))["outcomes"]]

@@ -102,15 +102,23 @@ def out_path(path: Path, what: str = "output") -> Path:
 
 
 def add_ray(p: argparse.ArgumentParser) -> None:
-    """Running the engine's stages on a Ray cluster instead of this machine."""
+    """Running the engine on a Ray cluster instead of this machine (one engine per actor, see the README)."""
     g = p.add_argument_group("cluster (Ray)")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this machine's streaming engine; ray: Ray Data on a cluster (see the README)")
+                   help="local: this machine's streaming engine; ray: one engine per actor on a cluster (README)")
     g.add_argument("--address", default="auto",
                    help="Ray cluster: auto (the one this machine belongs to), HOST:PORT, or local (start one here)")
     g.add_argument("--shards-dir", type=Path, help="per-shard results (default: next to --out, .shards)")
     g.add_argument("--sequences-per-shard", type=int_in(1, 10**6), default=50)
-    g.add_argument("--max-actors", type=int_in(1, 1024), default=4, help="largest size of each model's actor pool")
+    g.add_argument("--max-actors", type=int_in(1, 1024), default=4, help="largest number of actors")
+    g.add_argument("--cpus-per-actor", type=float_in(0.01, 1024), default=None,
+                   help="CPUs each actor asks for, its decode threads included (default: GPU clusters CPUs per GPU, "
+                        "else the smallest node's CPUs)")
+    g.add_argument("--gpus-per-actor", type=float_in(0, 64), default=None,
+                   help="GPUs each actor asks for (default: 1 where the cluster has GPUs, else 0)")
+    g.add_argument("--shards-in-flight", type=int_in(1, 1000), default=2, help="shards queued at one actor at most")
+    g.add_argument("--stall-timeout", type=float_in(1, 7 * 24 * 3600), default=600.0,
+                   help="seconds without a finished frame before the run stops with what Ray reports pending")
 
 
 def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None, detector_path=None,
@@ -119,22 +127,20 @@ def ray_source(args: argparse.Namespace, detector, classifier, *, progress=None,
 
     ``detector`` None: a classify-only run on the boxes of ``detections`` (by file), cropped at ``crop_threshold``.
     """
-    from camtrap.engine import DecodePlan
     from camtrap.shards import ShardStore
     from hakuna.ray_runner import RayConfig, run_on_ray
 
     store = ShardStore(args.shards_dir or args.out.with_name(args.out.name + ".shards"))
-    cfg = RayConfig(address=None if args.address == "local" else args.address,
+    cfg = RayConfig(address=args.address,
                     sequences_per_shard=args.sequences_per_shard, max_actors=args.max_actors,
-                    batch_size=args.batch_size, classifier_batch=args.classifier_batch)  # fmt: skip
-    plan = DecodePlan(detector.spec.letterbox if detector is not None else None,
-                      classifier.spec.source_max_side if classifier is not None else None)  # fmt: skip
+                    cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+                    shards_in_flight=args.shards_in_flight, stall_timeout_s=args.stall_timeout)  # fmt: skip
     if crop_threshold is None:
         crop_threshold = detector.spec.conservative_threshold
 
     def source(frames):
         return run_on_ray(frames, store, detector=str(detector_path) if detector is not None else None,
-                          classifier=str(classifier_path) if classifier is not None else None, plan=plan,
+                          classifier=str(classifier_path) if classifier is not None else None,
                           crop_threshold=crop_threshold, cfg=cfg, engine=engine_config(args), trust=args.trust_model,
                           device=device_of(args), resume=args.resume, detections=detections,
                           detect_threshold=getattr(args, "threshold", None) if detector is not None else None,
