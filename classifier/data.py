@@ -37,6 +37,7 @@ from classifier.spec import ModelSpec
 
 __all__ = ["SampleError", "Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "classes_of",
            "correction_samples", "holdout_group_per_class", "decode_cached", "decode_sample", "csv_unlabelled",
+           "report_unreadable",
            "CORRECTION_COLUMNS", "CORRECTION_STATUSES", "decode_failures", "read_corrections", "SEQUENCE_ROW"]
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,14 @@ def decode_cached(samples: SampleSet, spec: ModelSpec, cache_dir: Path, *, worke
     os.replace(tmp, data_path)
     np.save(ok_path, ok)
     return np.load(data_path, mmap_mode="r"), _reported(ok, failures)
+
+
+def report_unreadable(samples: SampleSet, ok: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """``ok`` (a mask over ``samples``), after naming the samples it masks out, with the reason each could not be
+    read (the failure line: a warning, or a :class:`SampleError` when none could be read)."""
+    failures = [(str(s.frame.file), _decode(s, spec)[1] or "not readable")
+                for s, good in zip(samples.samples, ok) if not good]  # fmt: skip
+    return _reported(ok, failures)
 
 
 def _reported(ok: np.ndarray, failures: list[tuple[str, str]]) -> np.ndarray:

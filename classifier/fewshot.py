@@ -31,7 +31,7 @@ import numpy as np
 
 from classifier.backbones import BACKBONES, lite_weights_installed
 from classifier.config import LITE, FewShotConfig
-from classifier.data import SampleSet, decode_cached
+from classifier.data import SampleSet, decode_cached, report_unreadable
 from classifier.probe import Embeddings, ProbeClassifier, ProbeFit, fit_head, head_logits, probs_of, scaled_size
 from classifier.spec import ModelSpec, ResizePolicy
 
@@ -103,7 +103,7 @@ def embeddings(samples: SampleSet, settings: list[Setting], cache_dir: Path,
     for (b, scale, tile), views in wanted.items():
         spec = _spec(samples, Setting((b,), tuple(views), 0.0, scale, tile))
         parts[(b, scale, tile)] = view_features(samples, b, spec, cache_dir, progress)
-    ok = np.logical_and.reduce([p.ok for p in parts.values()])
+    ok = report_unreadable(samples, np.logical_and.reduce([p.ok for p in parts.values()]), spec)
     embedded = {s.key: pooled([parts[(b, s.scale, s.input_size)] for b in s.backbones], s.views, samples.classes)
                 for s in settings}  # fmt: skip
     return embedded, ok
