@@ -21,7 +21,7 @@ COMMAND_MODULES = (data, demo, detect, classify, run, analysis)
 # Exception classes (by module, imported only if that module was) whose message is a complete one-line answer.
 _USER_ERRORS = (("camtrap.fileio", "DataError"), ("camtrap.metric", "SubmissionError"),
                 ("camtrap.safeload", "ModelFileError"), ("fusion.model", "FusionMismatchError"),
-                ("detector.weights", "DownloadError"), ("classifier.backbones", "PretrainedUnavailable"),
+                ("camtrap.download", "DownloadError"), ("classifier.backbones", "PretrainedUnavailable"),
                 ("submission.harness", "HarnessError"), ("classifier.data", "SampleError"))  # fmt: skip
 
 
