@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from camtrap.download import DownloadError, download, sha256_of
 from detector.model import DetectorSpec
 
-__all__ = ["Release", "REGISTRY", "DownloadError", "cache_dir", "fetch", "download"]  # download: camtrap.download
+# camtrap.download is imported by fetch() only: the registry ships in the offline package, the downloader does not.
+__all__ = ["Release", "REGISTRY", "cache_dir", "fetch", "release_named", "known_releases"]
 
 log = logging.getLogger(__name__)
 _MD = "https://github.com/agentmorris/MegaDetector/releases/download"
@@ -68,6 +68,18 @@ REGISTRY: dict[str, Release] = {
 REGISTRY.update({r.filename.rsplit(".", 1)[0].lower(): r for r in list(REGISTRY.values())})
 
 
+def known_releases() -> list[str]:
+    """The releases' short names, sorted."""
+    return sorted({r.name for r in REGISTRY.values()})
+
+
+def release_named(name: str) -> Release | None:
+    """The release a name refers to: a short name (``mdv5a``), a released file (``md_v5a.0.0.pt``, any folder,
+    any case) or its stem; None when none matches."""
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1].strip().lower()
+    return REGISTRY.get(stem) or REGISTRY.get(stem.rsplit(".", 1)[0]) if stem else None
+
+
 def cache_dir() -> Path:
     """Where fetched weights live: ``$HAKUNA_CACHE`` or ``~/.cache/hakuna/weights``."""
     return Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "weights"
@@ -79,10 +91,11 @@ def fetch(name: str, *, cache: Path | None = None, url: str | None = None,
 
     ``url`` overrides the release's address (a mirror, or a local server in tests).
     """
+    from camtrap.download import download, sha256_of
+
     release = REGISTRY.get(name.lower())
     if release is None:
-        known = sorted({r.name for r in REGISTRY.values()})
-        raise KeyError(f"unknown weights {name!r}; known: {', '.join(known)}")
+        raise KeyError(f"unknown weights {name!r}; known: {', '.join(known_releases())}")
     dest = (cache or cache_dir()) / release.filename
     if dest.exists() and (release.sha256 is None or sha256_of(dest) == release.sha256):
         return dest
