@@ -16,7 +16,7 @@ from pathlib import Path
 from detector.model import DetectorSpec
 
 # camtrap.download is imported by fetch() only: the registry ships in the offline package, the downloader does not.
-__all__ = ["Release", "REGISTRY", "cache_dir", "fetch", "release_named", "known_releases"]
+__all__ = ["Release", "REGISTRY", "cache_dir", "fetch", "release_named", "known_releases", "results_threshold"]
 
 log = logging.getLogger(__name__)
 _MD = "https://github.com/agentmorris/MegaDetector/releases/download"
@@ -78,6 +78,27 @@ def release_named(name: str) -> Release | None:
     any case) or its stem; None when none matches."""
     stem = name.replace("\\", "/").rsplit("/", 1)[-1].strip().lower()
     return REGISTRY.get(stem) or REGISTRY.get(stem.rsplit(".", 1)[0]) if stem else None
+
+
+def results_threshold(results, source: str | os.PathLike[str], flag: str = "--threshold") -> float:
+    """The animal threshold for a results file (:class:`camtrap.mdjson.DetectionResults`): the one it records,
+    else the typical threshold of the registry release its ``info.detector`` names (MegaDetector's own files
+    record none: ``md_v5a.0.0.pt`` -> 0.2).
+
+    Raises:
+        DataError: neither, naming the file, the detector it names, the known releases and ``flag``.
+    """
+    from camtrap.fileio import DataError
+
+    if results.typical_threshold is not None:
+        return results.typical_threshold
+    release = release_named(results.detector or "")
+    if release is not None:
+        log.info("%s: no threshold recorded; %s's typical threshold %.2f (registry release %s)", source,
+                 results.detector, release.spec.typical_threshold, release.name)  # fmt: skip
+        return release.spec.typical_threshold
+    raise DataError(source, f"records no detector threshold and its detector {results.detector!r} is no known "
+                            f"release ({', '.join(known_releases())}); pass {flag}")  # fmt: skip
 
 
 def cache_dir() -> Path:

@@ -164,6 +164,7 @@ def _train_data(args: argparse.Namespace):
 def _samples(args: argparse.Namespace):
     from camtrap.mdjson import read_results
     from classifier.data import correction_samples, crop_samples, csv_samples, frame_samples
+    from detector.weights import results_threshold
 
     if args.corrections is not None:
         if args.images is None:
@@ -178,9 +179,8 @@ def _samples(args: argparse.Namespace):
     if args.detections is None:
         raise UsageError("crops mode needs --detections (run `hakuna detect` on the training images first)")
     results = read_results(args.detections)
-    threshold = args.det_threshold if args.det_threshold is not None else results.typical_threshold
-    if threshold is None:
-        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --det-threshold")
+    threshold = args.det_threshold if args.det_threshold is not None else results_threshold(
+        results, args.detections, "--det-threshold")
     return crop_samples(data, results, threshold=threshold)
 
 
@@ -321,6 +321,7 @@ def _classify(args: argparse.Namespace) -> int:
 
     from camtrap.mdjson import read_results, write_results
     from classifier.predict import classify_detections, load, with_classifications, write_predictions
+    from detector.weights import results_threshold
 
     out_path(args.out, "predictions file")
     if args.results_out:
@@ -331,9 +332,7 @@ def _classify(args: argparse.Namespace) -> int:
             raise UsageError("--engine ray classifies the crops of --detections; --images-csv runs on this machine")
         return _classify_csv(args, clf)
     results = read_results(args.detections)
-    threshold = args.threshold if args.threshold is not None else results.typical_threshold
-    if threshold is None:
-        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
+    threshold = args.threshold if args.threshold is not None else results_threshold(results, args.detections)
     frames = _frame_source(args, results)
     with tqdm(desc="classify", unit="frame", disable=args.no_progress) as bar:
         if args.engine == "ray":

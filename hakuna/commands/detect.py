@@ -136,11 +136,10 @@ def _crops(args: argparse.Namespace) -> int:
     from camtrap.frames import folder_frames
     from camtrap.mdjson import read_results
     from detector.crops import export_crops
+    from detector.weights import results_threshold
 
     results = read_results(args.detections)
-    threshold = args.threshold if args.threshold is not None else results.typical_threshold
-    if threshold is None:
-        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
+    threshold = args.threshold if args.threshold is not None else results_threshold(results, args.detections)
     refs = folder_frames(args.images, [f.file for f in results.frames], allow_outside_root=args.allow_outside_root)
     n = export_crops(results, {r.file: r for r in refs}, args.out, threshold=threshold, margin=args.margin)
     print(f"{n} crops -> {args.out}")
