@@ -288,6 +288,20 @@ def read_test(data_dir: str | os.PathLike[str]) -> tuple[SequenceSet, pd.DataFra
     return SequenceSet(frames, None, data_dir, ImageLayout.FLAT), fmt
 
 
+def read_metadata_part(metadata_csv: str | os.PathLike[str], image_root: str | os.PathLike[str], *,
+                       allow_outside_root: bool = False) -> SequenceSet:
+    """The frames of a ``*_metadata.csv`` under ``image_root``, placed as :func:`read_train` and
+    :func:`read_test` place them: under per-season folders when every ``seq_id`` names a season whose folder
+    (``SnapshotSerengeti_S01_v2_0``) is under ``image_root`` (the training layout), else flat (the test layout)."""
+    frames = read_metadata(metadata_csv)
+    root = Path(image_root)
+    seasons = [int(s) for s in frames["season"].dropna().unique()]
+    per_season = bool(seasons) and bool(frames["season"].notna().all()) and all(
+        (root / season_folder(s)).is_dir() for s in seasons)  # fmt: skip
+    layout = ImageLayout.SEASON_FOLDERS if per_season else ImageLayout.FLAT
+    return SequenceSet(frames, None, root, layout, allow_outside_root)
+
+
 def season_split(data: SequenceSet, val_seasons: list[int] | None = None) -> tuple[SequenceSet, SequenceSet]:
     """Split by season: ``val_seasons`` (default: the latest season) against all the others.
 

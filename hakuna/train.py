@@ -114,18 +114,23 @@ def _release_path(name: str, say: Say) -> Path:
     return path
 
 
+def _check_detector(name: str) -> None:
+    """Refuse a ``--detector`` that is neither a file nor a release."""
+    from detector.weights import known_releases, release_named
+
+    if not Path(name).expanduser().exists() and release_named(name) is None:
+        raise TrainError(f"--detector {name}: no such file and no known release ({', '.join(known_releases())})")
+
+
 def _detector(data: SequenceSet, data_root: Path, models: Path, cfg: TrainConfig, say: Say) -> Path:
     """Step 1: the detector file to use."""
-    from detector.weights import release_named
-
     if cfg.detector is not None:
         path = Path(cfg.detector).expanduser()
         if path.exists():
             say(f"[skip] detector: {path} given")
             return path
-        if release_named(cfg.detector) is not None:
-            return _release_path(cfg.detector, say)
-        raise TrainError(f"--detector {cfg.detector}: no such file and no known release (see `hakuna weights list`)")
+        _check_detector(cfg.detector)
+        return _release_path(cfg.detector, say)
     from detector.train import train as train_detector
 
     out = models / "detector.pt"
@@ -271,6 +276,8 @@ def run_training(data_root: Path, models: Path, cfg: TrainConfig = TrainConfig()
     data = read_layout(data_root)
     if cfg.detector is None:
         find_boxes(data_root, cfg.boxes)
+    else:
+        _check_detector(cfg.detector)
     _split(data, cfg.val_seasons)  # refuse bad seasons before any work
     models.mkdir(parents=True, exist_ok=True)
     paths = train_models(data, data_root, models, cfg, say)

@@ -113,6 +113,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--images", type=Path, help="image root of the results JSON (files directly under it)")
     where.add_argument("--data", type=Path, help="dataset folder whose train/ part the results describe")
+    p.add_argument("--metadata", type=Path,
+                   help="with --images: the images' *_metadata.csv (per-season folders resolved as detect does)")
     p.add_argument("--out", required=True, type=Path, help="predictions CSV")
     p.add_argument("--results-out", type=Path, help="also write the results JSON with classifications added")
     p.add_argument("--threshold", type=float, help="detections classified (default: the detector's, from the results)")
@@ -290,12 +292,12 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
 
 
 def _frame_source(args: argparse.Namespace, results) -> dict:
-    from camtrap.frames import folder_frames
-
     if args.data is not None:
         refs = _train_data(args).frame_refs()
     elif args.images is not None:
-        refs = folder_frames(args.images, [f.file for f in results.frames], allow_outside_root=args.allow_outside_root)
+        from hakuna.commands.detect import results_frames
+
+        refs = results_frames(args, results)
     else:
         raise UsageError("--detections needs --images (the image root) or --data (a dataset folder)")
     return {r.file: r for r in refs}
