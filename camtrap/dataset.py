@@ -36,6 +36,8 @@ __all__ = [
     "read_test",
     "season_split",
     "season_folder",
+    "read_metadata_part",
+    "SplitError",
 ]
 
 log = logging.getLogger(__name__)
@@ -302,6 +304,10 @@ def read_metadata_part(metadata_csv: str | os.PathLike[str], image_root: str | o
     return SequenceSet(frames, None, root, layout, allow_outside_root)
 
 
+class SplitError(ValueError):
+    """Validation seasons that cannot split the data (none of them there, or all of them); a one-line message."""
+
+
 def season_split(data: SequenceSet, val_seasons: list[int] | None = None) -> tuple[SequenceSet, SequenceSet]:
     """Split by season: ``val_seasons`` (default: the latest season) against all the others.
 
@@ -309,12 +315,12 @@ def season_split(data: SequenceSet, val_seasons: list[int] | None = None) -> tup
     """
     seasons = sorted(int(s) for s in data.frames["season"].dropna().unique())
     if not seasons:
-        raise ValueError("no seasons in the data; cannot split by season")
+        raise SplitError("no seasons in the data; cannot split by season")
     val = set(val_seasons or seasons[-1:])
     if unknown := val - set(seasons):
-        raise ValueError(f"validation season(s) {sorted(unknown)} not in the data (has {seasons})")
+        raise SplitError(f"validation season(s) {sorted(unknown)} not in the data (has {seasons})")
     if val >= set(seasons):
-        raise ValueError(f"validation seasons {sorted(val)} leave nothing to train on")
+        raise SplitError(f"validation seasons {sorted(val)} leave nothing to train on")
     is_val = data.frames["season"].isin(val).to_numpy()
     val_ids = data.frames.loc[is_val, "seq_id"].unique()
     train_ids = data.frames.loc[~is_val, "seq_id"].unique()

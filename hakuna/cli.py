@@ -23,7 +23,7 @@ _USER_ERRORS = (("camtrap.fileio", "DataError"), ("camtrap.metric", "SubmissionE
                 ("camtrap.safeload", "ModelFileError"), ("fusion.model", "FusionMismatchError"),
                 ("camtrap.download", "DownloadError"), ("classifier.backbones", "PretrainedUnavailable"),
                 ("submission.harness", "HarnessError"), ("classifier.data", "SampleError"),
-                ("hakuna.train", "TrainError"))  # fmt: skip
+                ("hakuna.train", "TrainError"), ("camtrap.dataset", "SplitError"))  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,6 +58,9 @@ def test_bad_validation_seasons_and_missing_inputs_are_one_line_errors(small_syn
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "m").exists()  # refused before any work
+    fit = ["fit-fusion", "--data", str(small_synth.root), "--detector", "x.pt", "--classifier", "y.pt", "--out",
+           str(tmp_path / "f.json"), "--val-seasons", "8"]  # fmt: skip
+    assert main(fit) == 2 and "not in the data" in capsys.readouterr().err
 
 
 def test_a_release_that_cannot_be_fetched_says_what_to_do_offline(small_synth, tmp_path, capsys, monkeypatch):
