@@ -81,8 +81,10 @@ def read_layout(data_root: Path) -> SequenceSet:
 
 
 def find_boxes(data_root: Path, boxes: Path | None) -> Path:
-    """The boxes file to train a detector on: ``boxes``, else the one under ``DATA/lila/``."""
-    found = boxes or next(iter(sorted((data_root / "lila").glob("SnapshotSerengetiBboxes_*.json"))), None)
+    """The boxes file to train a detector on: ``boxes``, else the one under ``DATA/lila/`` (``data lila``'s
+    ``_selected`` subset before LILA's whole file, which it downloads beside it)."""
+    found = boxes or next(iter(sorted((data_root / "lila").glob("SnapshotSerengetiBboxes_*.json"),
+                                      key=lambda p: (not p.stem.endswith("_selected"), p.name))), None)  # fmt: skip
     if found is None:
         raise TrainError(f"no detector given and no boxes to train one: pass --detector (mdv5a, mdv5b or a file), "
                          f"--boxes, or build the layout with `hakuna data lila --boxes` (none under {data_root}/lila)")

@@ -168,13 +168,12 @@ def _train(args: argparse.Namespace) -> int:
     from camtrap.dataset import read_train
     from camtrap.devices import resolve_device
     from detector.train import DetectorTrainConfig, train
+    from hakuna.train import find_boxes
 
     out_path(args.out, "model file")
     data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
                       args.data / "train")  # fmt: skip
-    boxes = args.boxes or next(iter(sorted((args.data / "lila").glob("SnapshotSerengetiBboxes_*.json"))), None)
-    if boxes is None:
-        raise UsageError(f"no --boxes given and none found under {args.data / 'lila'}")
+    boxes = find_boxes(args.data, args.boxes)
     device = args.gpus or resolve_device(device_of(args))  # "0,1": ultralytics runs its DDP over those GPUs
     cfg = DetectorTrainConfig(architecture=args.architecture, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
                               device=device)  # fmt: skip
