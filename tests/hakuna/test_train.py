@@ -4,6 +4,7 @@ on the unseen test season, scores at most half the class priors.  Plus the fast 
 an unknown detector, an offline release."""
 
 import json
+import zipfile
 
 import pandas as pd
 import pytest
@@ -15,32 +16,34 @@ from hakuna.cli import main
 from submission.package import RUNTIME_FILES
 from tests.submission.test_package import TRAINING
 
-STEPS = 8  # detect x 3 seasons, classifier, fusion, detector ONNX, classifier ONNX, package, report (+ the detector)
-
 
 @pytest.mark.slow
-def test_train_then_rerun_skips_everything_and_the_zip_beats_the_priors(pipeline_synth, trained_detector, tmp_path,
-                                                                        capsys):  # fmt: skip
+def test_train_then_rerun_skips_everything_and_the_zip_beats_the_priors(tmp_path, capsys):
+    """The demo's data and sizes (``make demo`` is this plus scoring): a detector trained on the synthetic boxes,
+    the crop classifier, the one-stage baseline, fusion, ONNX, the zip and the report; about as long as the demo."""
+    from camtrap.synth import generate
+    from hakuna.demo import DemoConfig
+    from hakuna.train import run_training
+
+    cfg = DemoConfig()
+    data = generate(cfg.synth, tmp_path / "data", workers=cfg.workers)
     models = tmp_path / "models"
-    args = ["train", "--data", str(pipeline_synth.root), "--detector", str(trained_detector), "--out", str(models),
-            "--recipe", "full", "--classifier-epochs", "5", "--classifier-size", "112", "--device", "cpu",
-            "--workers", "2"]  # fmt: skip
-    assert main(args) == 0
+    run_training(data.root, models, cfg.training())
     first = capsys.readouterr().out
-    assert first.count("[done]") >= STEPS and "[done] fit fusion on validation season(s) 4" in first
+    assert first.count("[done]") == 12 and "[done] fit fusion on validation season(s) 4" in first
     assert sorted(p.name for p in (models / "detections").iterdir()) == ["S01.json", "S02.json", "S03.json"]
-    assert main(args) == 0
+    assert main(["train", "--data", str(data.root), "--out", str(models), "--one-stage", "--device", "cpu"]) == 0
     again = capsys.readouterr().out
-    assert "[done]" not in again and "[....]" not in again and again.count("[skip]") >= 7
-    names = set(__import__("zipfile").ZipFile(models / "submission.zip").namelist())
+    assert "[done]" not in again and "[....]" not in again and again.count("[skip]") == 9
+    names = set(zipfile.ZipFile(models / "submission.zip").namelist())
     assert {n.removeprefix("code/") for n in names if n.startswith("code/")} == set(RUNTIME_FILES)
     assert not {f"code/{t}" for t in TRAINING} & names
     report = (models / "report.md").read_text()
-    assert "| two-stage |" in report and "| class priors |" in report and "| empty |" in report
+    assert "| two-stage |" in report and "| class priors |" in report and "| one-stage |" in report
     out = tmp_path / "run" / "submission.csv"
-    assert main(["run-submission", str(models / "submission.zip"), "--data", str(pipeline_synth.test_data),
+    assert main(["run-submission", str(models / "submission.zip"), "--data", str(data.test_data),
                  "--out", str(out)]) == 0  # fmt: skip
-    labels = read_labels(pipeline_synth.test_labels)
+    labels = read_labels(data.test_labels)
     priors = json.loads((models / "fusion.json").read_text())["priors"]
     prior_score = score(pd.DataFrame([priors] * len(labels), index=labels.index, columns=list(COLUMNS)), labels)
     two_stage = score(read_submission(out), labels)
