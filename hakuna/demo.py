@@ -56,7 +56,7 @@ class DemoConfig:
                                     device="cpu")  # fmt: skip
         det = DetectorTrainConfig(epochs=self.detector_epochs, imgsz=self.detector_imgsz)
         return TrainConfig(detector_train=det, classifier=clf, one_stage=one, engine=EngineConfig(workers=self.workers),
-                           device="cpu")  # fmt: skip
+                           device="cpu", classifier_sees_validation=True)  # fmt: skip
 
 
 def _scores(sub: pd.DataFrame, labels: pd.DataFrame) -> tuple[float, dict[str, float]]:

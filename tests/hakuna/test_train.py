@@ -30,8 +30,8 @@ def test_train_then_rerun_skips_everything_and_the_zip_beats_the_priors(tmp_path
     models = tmp_path / "models"
     run_training(data.root, models, cfg.training())
     first = capsys.readouterr().out
-    assert first.count("[done]") == 12 and "[done] fit fusion on validation season(s) 4" in first
-    assert sorted(p.name for p in (models / "detections").iterdir()) == ["S01.json", "S02.json", "S03.json"]
+    assert first.count("[done]") == 13 and "[done] fit fusion on validation season(s) 4" in first
+    assert sorted(p.name for p in (models / "detections").iterdir()) == ["S01.json", "S02.json", "S03.json", "S04.json"]
     assert main(["train", "--data", str(data.root), "--out", str(models), "--one-stage", "--device", "cpu"]) == 0
     again = capsys.readouterr().out
     assert "[done]" not in again and "[....]" not in again and again.count("[skip]") == 9
