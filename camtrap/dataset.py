@@ -36,6 +36,8 @@ __all__ = [
     "read_test",
     "season_split",
     "season_folder",
+    "read_metadata_part",
+    "SplitError",
 ]
 
 log = logging.getLogger(__name__)
@@ -293,6 +295,24 @@ def read_test(data_dir: str | os.PathLike[str]) -> tuple[SequenceSet, pd.DataFra
     return SequenceSet(frames, None, data_dir, ImageLayout.FLAT), fmt
 
 
+def read_metadata_part(metadata_csv: str | os.PathLike[str], image_root: str | os.PathLike[str], *,
+                       allow_outside_root: bool = False) -> SequenceSet:
+    """The frames of a ``*_metadata.csv`` under ``image_root``, placed as :func:`read_train` and
+    :func:`read_test` place them: under per-season folders when every ``seq_id`` names a season whose folder
+    (``SnapshotSerengeti_S01_v2_0``) is under ``image_root`` (the training layout), else flat (the test layout)."""
+    frames = read_metadata(metadata_csv)
+    root = Path(image_root)
+    seasons = [int(s) for s in frames["season"].dropna().unique()]
+    per_season = bool(seasons) and bool(frames["season"].notna().all()) and all(
+        (root / season_folder(s)).is_dir() for s in seasons)  # fmt: skip
+    layout = ImageLayout.SEASON_FOLDERS if per_season else ImageLayout.FLAT
+    return SequenceSet(frames, None, root, layout, allow_outside_root)
+
+
+class SplitError(ValueError):
+    """Validation seasons that cannot split the data (none of them there, or all of them); a one-line message."""
+
+
 def season_split(data: SequenceSet, val_seasons: list[int] | None = None) -> tuple[SequenceSet, SequenceSet]:
     """Split by season: ``val_seasons`` (default: the latest season) against all the others.
 
@@ -300,12 +320,12 @@ def season_split(data: SequenceSet, val_seasons: list[int] | None = None) -> tup
     """
     seasons = sorted(int(s) for s in data.frames["season"].dropna().unique())
     if not seasons:
-        raise ValueError("no seasons in the data; cannot split by season")
+        raise SplitError("no seasons in the data; cannot split by season")
     val = set(val_seasons or seasons[-1:])
     if unknown := val - set(seasons):
-        raise ValueError(f"validation season(s) {sorted(unknown)} not in the data (has {seasons})")
+        raise SplitError(f"validation season(s) {sorted(unknown)} not in the data (has {seasons})")
     if val >= set(seasons):
-        raise ValueError(f"validation seasons {sorted(val)} leave nothing to train on")
+        raise SplitError(f"validation seasons {sorted(val)} leave nothing to train on")
     is_val = data.frames["season"].isin(val).to_numpy()
     val_ids = data.frames.loc[is_val, "seq_id"].unique()
     train_ids = data.frames.loc[~is_val, "seq_id"].unique()

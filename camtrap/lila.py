@@ -37,6 +37,8 @@ def _load(path: Path) -> dict:
         raise DataError(path, f"cannot read: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from exc
+    if not isinstance(data, dict):
+        raise DataError(path, f"top level is a {type(data).__name__}, not an object: not a COCO Camera Traps file")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(path, f"no {key!r} list: not a COCO Camera Traps file")
@@ -62,9 +64,10 @@ def _images_table(path: Path, images: list[dict]) -> pd.DataFrame:
             "image_id": [str(im["id"]) for im in images],
             "frame_num": [im.get("frame_num", 0) for im in images],
         })  # fmt: skip
-    except KeyError as exc:
-        bad = next(i for i, im in enumerate(images) if not {"seq_id", "file_name", "id"} <= set(im))
-        raise DataError(path, f"images[{bad}] has no {exc.args[0]!r}") from exc
+    except (KeyError, TypeError) as exc:
+        bad = next(i for i, im in enumerate(images)
+                   if not isinstance(im, dict) or not {"seq_id", "file_name", "id"} <= set(im))  # fmt: skip
+        raise DataError(path, f"images[{bad}] is not an object with 'seq_id', 'file_name' and 'id'") from exc
     return df
 
 
@@ -118,6 +121,8 @@ def read_lila_boxes(json_path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(json_path)
     data = _load(path)
     names = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+    if bad := next((i for i, im in enumerate(data["images"]) if not isinstance(im, dict) or "id" not in im), None):
+        raise DataError(path, f"images[{bad}] has no 'id'")
     images = {str(im["id"]): im for im in data["images"]}
     rows = []
     for i, ann in enumerate(data["annotations"]):

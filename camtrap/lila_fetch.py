@@ -1,7 +1,10 @@
 """Building the competition's training layout from LILA's public Snapshot Serengeti release (``hakuna data lila``).
 
-LILA publishes per-season COCO Camera Traps metadata (``SnapshotSerengetiS01.json.zip`` .. ``S11``), the boxes
-(``SnapshotSerengetiBboxes_20190903.json.zip``) and the images under ``snapshotserengeti-unzipped/``.  This module
+LILA's container (``.../lila-wildlife/`` on Azure; the same names under its GCP and AWS copies) holds the metadata
+under ``snapshotserengeti-v-2-0/``: per-season COCO Camera Traps files (``SnapshotSerengetiS01.json.zip`` .. ``S11``),
+the all-seasons file (``SnapshotSerengeti_S1-11_v2_1.json.zip``) and the boxes
+(``SnapshotSerengetiBboxes_20190903.json.zip``); the images sit under the sibling prefix
+``snapshotserengeti-unzipped/<file_name>`` (names URL-quoted in the request).  This module
 downloads the seasons asked for, chooses sequences (species, a cap per class, a sample of the empty ones, which
 are ~71% of the data), downloads their images concurrently (retries, HTTP Range resume, size checks; a finished
 file is never fetched again) and writes the layout the competition used::
@@ -12,8 +15,8 @@ file is never fetched again) and writes the layout the competition used::
     OUT/lila/SnapshotSerengetiBboxes_selected.json   (with boxes: the chosen images' boxes, LILA's format)
 
 Images that cannot be fetched (a 404, a server that keeps failing) are left out and listed in
-``OUT/train/download_failures.csv``; a sequence left with no image is left out too.  The base address can point
-at any mirror (LILA's Azure, GCP or AWS copies).
+``OUT/train/download_failures.csv``; a sequence left with no image is left out too.  The base address names the
+container root of a mirror (:data:`LILA_MIRRORS`: LILA's Azure, GCP or AWS copies, or a local copy of that layout).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,18 +41,35 @@ from camtrap.frames import frame_ref
 from camtrap.labels import COLUMNS, EMPTY
 from camtrap.lila import read_lila_sequences
 
-__all__ = ["LILA_BASE_URL", "LilaRequest", "LilaProgress", "LilaBuild", "build_lila_layout", "season_archive"]
+__all__ = ["LILA_MIRRORS", "LILA_BASE_URL", "METADATA_PREFIX", "IMAGES_PREFIX", "ALL_SEASONS_ARCHIVE",
+           "LilaRequest", "LilaProgress", "LilaBuild", "LilaPlan", "build_lila_layout", "plan_lila_layout",
+           "season_archive", "image_url"]  # fmt: skip
 
 log = logging.getLogger(__name__)
-LILA_BASE_URL = "https://lilawildlife.blob.core.windows.net/lila-wildlife/snapshotserengeti-v-2-0/"
+# The container roots of LILA's three copies; file names are the same under each (MegaDetector's
+# megadetector/data_management/lila/lila_common.py, ``lila_base_urls``).
+LILA_MIRRORS = {
+    "azure": "https://lilawildlife.blob.core.windows.net/lila-wildlife/",
+    "gcp": "https://storage.googleapis.com/public-datasets-lila/",
+    "aws": "http://us-west-2.opendata.source.coop.s3.amazonaws.com/agentmorris/lila-wildlife/",
+}
+LILA_BASE_URL = LILA_MIRRORS["azure"]
+METADATA_PREFIX = "snapshotserengeti-v-2-0/"
 IMAGES_PREFIX = "snapshotserengeti-unzipped/"
+ALL_SEASONS_ARCHIVE = "SnapshotSerengeti_S1-11_v2_1.json.zip"
 BOXES_ARCHIVE = "SnapshotSerengetiBboxes_20190903.json.zip"
+MEAN_IMAGE_BYTES = 0.9e6  # Snapshot Serengeti's average JPEG (~6 TB for 6.7 M training images): dry-run estimates
 MAX_JSON_BYTES = 8 << 30  # a metadata member bigger than this is refused (the largest LILA file is 5.2 GB)
 
 
 def season_archive(season: int) -> str:
     """LILA's per-season metadata archive name, e.g. ``SnapshotSerengetiS01.json.zip``."""
     return f"SnapshotSerengetiS{season:02d}.json.zip"
+
+
+def image_url(base_url: str, file_name: str) -> str:
+    """The address of one image on a mirror whose container root is ``base_url`` (the name URL-quoted)."""
+    return base_url + IMAGES_PREFIX + urllib.parse.quote(file_name, safe="/")
 
 
 @dataclass(frozen=True)
@@ -60,7 +81,8 @@ class LilaRequest:
     per_class: int | None = None  # at most this many sequences per species column (seeded sample)
     empty: float = 0.1  # empty sequences kept: a fraction (<= 1) of them, or a number (> 1)
     boxes: bool = False
-    base_url: str = LILA_BASE_URL
+    base_url: str = LILA_BASE_URL  # a container root (ends with /)
+    all_seasons: bool = False  # read the all-seasons file (5.2 GB unzipped) instead of one file per season
     workers: int = 8
     retries: int = 3
     timeout_s: float = 60.0
@@ -146,7 +168,7 @@ def _download_images(part: SequenceSet, train: Path, req: LilaRequest, progress:
 
     def one(file_name: str, season: int) -> None:
         ref = frame_ref(train, file_name, folder=season_folder(season))
-        url = req.base_url + IMAGES_PREFIX + file_name
+        url = image_url(req.base_url, file_name)
         try:
             if ref.path is None:
                 raise DownloadError(f"{file_name!r} would be written outside {train}")
@@ -173,25 +195,62 @@ def _download_images(part: SequenceSet, train: Path, req: LilaRequest, progress:
 def _write_boxes(boxes_json: Path, files: set[str], out: Path) -> Path:
     """The LILA boxes of ``files`` only, in LILA's own format (what ``hakuna detector train`` reads)."""
     data = read_json(boxes_json)
-    images = [im for im in data.get("images", []) if im.get("file_name") in files]
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataError(boxes_json, "no 'images' list: not a COCO Camera Traps boxes file")
+    images = [im for im in data["images"] if isinstance(im, dict) and im.get("file_name") in files]
+    if bad := next((im for im in images if "id" not in im), None):
+        raise DataError(boxes_json, f"image {bad['file_name']!r} has no 'id'")
     ids = {im["id"] for im in images}
-    annotations = [a for a in data.get("annotations", []) if a.get("image_id") in ids]
+    annotations = [a for a in data.get("annotations") or [] if isinstance(a, dict) and a.get("image_id") in ids]
     subset = {k: v for k, v in data.items() if k not in ("images", "annotations")}
     return atomic_write_json(out, {**subset, "images": images, "annotations": annotations})
+
+
+@dataclass(frozen=True)
+class LilaPlan:
+    """What a build would fetch: the chosen sequences, and the images still missing on disk."""
+
+    part: SequenceSet
+    missing_images: int
+
+    @property
+    def estimated_gb(self) -> float:
+        """The missing images' size at Snapshot Serengeti's average JPEG size (an estimate)."""
+        return self.missing_images * MEAN_IMAGE_BYTES / 1e9
+
+
+def _metadata(req: LilaRequest, lila: Path, train: Path) -> SequenceSet:
+    """The labelled sequences of the seasons asked for, from the per-season files or the all-seasons file."""
+    names = [ALL_SEASONS_ARCHIVE] if req.all_seasons else [season_archive(s) for s in req.seasons]
+    parts = []
+    for name in names:
+        path = _fetch_json(req.base_url + METADATA_PREFIX + name, lila / name, lila / name.removesuffix(".zip"), req)
+        parts.append(read_lila_sequences(path, train))
+    frames = pd.concat([p.frames for p in parts], ignore_index=True)
+    part = SequenceSet(frames, pd.concat([p.labels for p in parts]), train)
+    if req.all_seasons:
+        keep = frames.loc[frames["season"].isin(req.seasons), "seq_id"].unique()
+        part = part.subset(list(keep))
+    return part
+
+
+def plan_lila_layout(req: LilaRequest, out: Path) -> LilaPlan:
+    """Fetch the metadata only and say what :func:`build_lila_layout` would download (``data lila --dry-run``)."""
+    lila, train = out / "lila", out / "train"
+    lila.mkdir(parents=True, exist_ok=True)
+    part = _select(_metadata(req, lila, train), req)
+    missing = 0
+    for file_name, season in zip(part.frames["file_name"], part.frames["season"]):
+        ref = frame_ref(train, file_name, folder=season_folder(int(season)))
+        missing += ref.path is None or not ref.path.exists()
+    return LilaPlan(part, missing)
 
 
 def build_lila_layout(req: LilaRequest, out: Path, *,
                       on_progress: Callable[[LilaProgress], None] | None = None) -> LilaBuild:  # fmt: skip
     """Download and write the training layout described in the module docstring; rerunning resumes."""
     lila, train = out / "lila", out / "train"
-    lila.mkdir(parents=True, exist_ok=True)
-    parts = []
-    for season in req.seasons:
-        name = season_archive(season)
-        path = _fetch_json(req.base_url + name, lila / name, lila / name.removesuffix(".zip"), req)
-        parts.append(read_lila_sequences(path, train))
-    frames = pd.concat([p.frames for p in parts], ignore_index=True)
-    part = _select(SequenceSet(frames, pd.concat([p.labels for p in parts]), train), req)
+    part = plan_lila_layout(req, out).part
     progress = LilaProgress()
     assert part.labels is not None
     failures = _download_images(part, train, req, progress, on_progress)
@@ -202,11 +261,10 @@ def build_lila_layout(req: LilaRequest, out: Path, *,
     atomic_write_csv(train / "train_labels.csv", kept.reset_index(), index=False)
     failure_table = pd.DataFrame(sorted(failures.items()), columns=["file_name", "reason"])
     atomic_write_csv(train / "download_failures.csv", failure_table, index=False)
-    if req.boxes:
-        boxes = _fetch_json(req.base_url + BOXES_ARCHIVE, lila / BOXES_ARCHIVE,
+    if req.boxes and len(meta):
+        boxes = _fetch_json(req.base_url + METADATA_PREFIX + BOXES_ARCHIVE, lila / BOXES_ARCHIVE,
                             lila / BOXES_ARCHIVE.removesuffix(".zip"), req)  # fmt: skip
         _write_boxes(boxes, set(meta["file_name"]), lila / "SnapshotSerengetiBboxes_selected.json")
     counts = {c: int(n) for c, n in kept.sum(axis=0).items() if n}
     log.info("LILA layout: %d sequences, %d images (%d failed) -> %s", len(kept), len(meta), len(failures), out)
     return LilaBuild(out, len(kept), len(meta), len(failures), counts)
-

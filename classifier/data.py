@@ -111,8 +111,20 @@ def crop_samples(data: SequenceSet, results: DetectionResults, *, threshold: flo
                                       f"{row.file_name}#{k}"))  # fmt: skip
     if missing:
         log.warning("%d labelled frame(s) have no entry in the detector results", missing)
+    if not samples:
+        why = (f"none of the {missing} labelled frames is in the detector results (are its file names relative "
+               f"to another folder?)") if missing and missing == _labelled_frames(data) else \
+            f"no animal detection reaches the threshold {threshold:g}"  # fmt: skip
+        raise SampleError(f"no crops to train on: {why}")
     log.info("%d crops (%d from multi-species frames, soft targets)", len(samples), multi)
     return SampleSet(tuple(samples), SPECIES, False, "crops")
+
+
+def _labelled_frames(data: SequenceSet) -> int:
+    """Frames of sequences with at least one species."""
+    assert data.labels is not None
+    has = data.labels[list(SPECIES)].sum(axis=1) > 0
+    return int(data.frames["seq_id"].map(has).fillna(False).sum())
 
 
 def frame_samples(data: SequenceSet) -> SampleSet:

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from camtrap.download import DownloadError, check_digests, download, sha256_of
 from detector.model import DetectorSpec
 
-__all__ = ["Release", "REGISTRY", "DownloadError", "cache_dir", "fetch", "download"]  # download: camtrap.download
+# camtrap.download is imported by fetch() only: the registry ships in the offline package, the downloader does not.
+__all__ = ["Release", "REGISTRY", "cache_dir", "fetch", "release_named", "known_releases", "results_threshold"]
 
 log = logging.getLogger(__name__)
 _MD = "https://github.com/agentmorris/MegaDetector/releases/download"
@@ -70,6 +70,39 @@ REGISTRY: dict[str, Release] = {
 REGISTRY.update({r.filename.rsplit(".", 1)[0].lower(): r for r in list(REGISTRY.values())})
 
 
+def known_releases() -> list[str]:
+    """The releases' short names, sorted."""
+    return sorted({r.name for r in REGISTRY.values()})
+
+
+def release_named(name: str) -> Release | None:
+    """The release a name refers to: a short name (``mdv5a``), a released file (``md_v5a.0.0.pt``, any folder,
+    any case) or its stem; None when none matches."""
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1].strip().lower()
+    return REGISTRY.get(stem) or REGISTRY.get(stem.rsplit(".", 1)[0]) if stem else None
+
+
+def results_threshold(results, source: str | os.PathLike[str], flag: str = "--threshold") -> float:
+    """The animal threshold for a results file (:class:`camtrap.mdjson.DetectionResults`): the one it records,
+    else the typical threshold of the registry release its ``info.detector`` names (MegaDetector's own files
+    record none: ``md_v5a.0.0.pt`` -> 0.2).
+
+    Raises:
+        DataError: neither, naming the file, the detector it names, the known releases and ``flag``.
+    """
+    from camtrap.fileio import DataError
+
+    if results.typical_threshold is not None:
+        return results.typical_threshold
+    release = release_named(results.detector or "")
+    if release is not None:
+        log.info("%s: no threshold recorded; %s's typical threshold %.2f (registry release %s)", source,
+                 results.detector, release.spec.typical_threshold, release.name)  # fmt: skip
+        return release.spec.typical_threshold
+    raise DataError(source, f"records no detector threshold and its detector {results.detector!r} is no known "
+                            f"release ({', '.join(known_releases())}); pass {flag}")  # fmt: skip
+
+
 def cache_dir() -> Path:
     """Where fetched weights live: ``$HAKUNA_CACHE`` or ``~/.cache/hakuna/weights``."""
     return Path(os.environ.get("HAKUNA_CACHE", Path.home() / ".cache" / "hakuna")) / "weights"
@@ -85,10 +118,11 @@ def fetch(name: str, *, cache: Path | None = None, url: str | None = None,
     Raises:
         DownloadError: the download failed or does not match the release (the file is deleted).
     """
+    from camtrap.download import check_digests, download, sha256_of
+
     release = REGISTRY.get(name.lower())
     if release is None:
-        known = sorted({r.name for r in REGISTRY.values()})
-        raise KeyError(f"unknown weights {name!r}; known: {', '.join(known)}")
+        raise KeyError(f"unknown weights {name!r}; known: {', '.join(known_releases())}")
     dest = (cache or cache_dir()) / release.filename
     if dest.exists():
         problem = check_digests(dest, sha256=release.sha256, md5=release.md5)

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from camtrap.dataset import read_labels, read_test
-from camtrap.engine import EngineConfig
+from camtrap.dataset import SequenceSet, read_labels, read_test
 from camtrap.fileio import atomic_write_json, atomic_write_text
 from camtrap.labels import COLUMNS, EMPTY
 from camtrap.metric import per_class_log_loss
@@ -27,12 +26,12 @@ from classifier.predict import load as load_classifier
 from detector.model import load as load_detector
 from fusion import FusionConfig, FusionModel, fuse_all
 from hakuna.baselines import one_stage_submission
-from hakuna.demo import DemoConfig, ensure_models
+from hakuna.demo import DemoConfig
 from hakuna.pipeline import PipelineConfig, collect_evidence
+from hakuna.train import TrainConfig, TrainError, read_layout, train_models
 
-__all__ = ["AblationRow", "roc_auc", "run_ablation"]
+__all__ = ["AblationRow", "roc_auc", "run_ablation", "evaluation_split"]
 
-MODEL_FILES = ("detector.pt", "classifier.pt", "fusion.json", "one_stage.pt")
 
 
 @dataclass(frozen=True)
@@ -78,28 +77,52 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run_ablation(data_root: Path, models: Path, out: Path, cfg: DemoConfig = DemoConfig()) -> list[AblationRow]:  # noqa: B008
-    """Train missing models on the training seasons, evaluate the four approaches on the test season."""
-    train = ensure_models(data_root, models, cfg)
-    test, _ = read_test(data_root / "test" / "data")
-    labels = read_labels(data_root / "test" / "test_labels.csv")
-    test = test.subset(list(labels.index))
-    priors = FusionModel.load(models / "fusion.json").priors
-    one = load_classifier(models / "one_stage.pt", device="cpu")
+def evaluation_split(data_root: Path) -> tuple[SequenceSet, SequenceSet, pd.DataFrame, str]:
+    """(training part, evaluation part, its labels, what it is): the test part when it is labelled
+    (``test/test_labels.csv``, as ``synth`` writes), else the latest training season (a ``data lila`` folder)."""
+    data = read_layout(data_root)
+    if (data_root / "test" / "test_labels.csv").exists():
+        test, _ = read_test(data_root / "test" / "data")
+        labels = read_labels(data_root / "test" / "test_labels.csv")
+        return data, test.subset(list(labels.index)), labels, "the labelled test part"
+    seasons = sorted(int(s) for s in data.frames["season"].dropna().unique())
+    if len(seasons) < 3:
+        raise TrainError(f"{data_root}: no labelled test part, and {len(seasons)} season(s) are too few to hold one "
+                         "out for evaluation and one for validation (need 3)")  # fmt: skip
+    held = data.frames["season"] == seasons[-1]
+    evaluation = data.subset(list(data.frames.loc[held, "seq_id"].unique()))
+    train = data.subset(list(data.frames.loc[~held, "seq_id"].unique()))
+    return train, evaluation, evaluation.labels, f"held-out training season {seasons[-1]}"
+
+
+def run_ablation(data_root: Path, models: Path, out: Path, cfg: DemoConfig = DemoConfig(), *,  # noqa: B008
+                 training: TrainConfig | None = None) -> list[AblationRow]:  # fmt: skip
+    """Train missing models (``hakuna train``'s steps) on the training seasons, evaluate the four approaches on
+    the evaluation part (:func:`evaluation_split`)."""
+    import json
+
+    train, test, labels, _ = evaluation_split(data_root)
+    tcfg = training or cfg.training()
+    if tcfg.one_stage is None:
+        tcfg = dataclasses.replace(tcfg, one_stage=cfg.training().one_stage)
+    paths = {**train_models(train, data_root, models, tcfg, print), "one_stage": models / "one_stage.pt"}
+    priors = FusionModel.load(paths["fusion"]).priors
+    one = load_classifier(models / "one_stage.pt", device=tcfg.device)
+    blend = json.loads((models / "one_stage_blend.json").read_text())
     rows, preds = [], {}
     for first, name, text in ((True, "one_stage_first_frame", "one-stage, first frame only (seed benchmark)"),
                               (False, "one_stage_all_frames", "one-stage, all frames pooled")):  # fmt: skip
         t0 = time.perf_counter()
-        pred = one_stage_submission(test, one, priors, first_frame_only=first)
+        pred = one_stage_submission(test, one, priors, first_frame_only=first, blend=blend)
         n = test.frames["seq_id"].nunique() if first else len(test.frames)
         rows.append(_row(name, text, pred, labels, time.perf_counter() - t0, n))
         preds[name] = pred
     t0 = time.perf_counter()
-    pipeline = PipelineConfig(engine=EngineConfig(workers=cfg.workers))
-    detector = load_detector(models / "detector.pt", device="cpu")
-    evidence, _ = collect_evidence(test, detector, load_classifier(models / "classifier.pt", device="cpu"), pipeline)
+    detector = load_detector(paths["detector"], device=tcfg.device)
+    evidence, _ = collect_evidence(test, detector, load_classifier(paths["classifier"], device=tcfg.device),
+                                   PipelineConfig(engine=tcfg.engine))  # fmt: skip
     seconds = time.perf_counter() - t0
-    fusion = FusionModel.load(models / "fusion.json").bind(detector.spec.typical_threshold)
+    fusion = FusionModel.load(paths["fusion"]).bind(detector.spec.typical_threshold)
     raw = dataclasses.replace(fusion, config=dataclasses.replace(fusion.config, calibrate=False))
     ids = pd.Index([ev.seq_id for ev in evidence], name="seq_id")
     for model, name, text in ((fusion, "two_stage", "two-stage: detector + crop classifier + calibrated fusion"),
@@ -107,11 +130,11 @@ def run_ablation(data_root: Path, models: Path, out: Path, cfg: DemoConfig = Dem
         pred = pd.DataFrame(fuse_all(evidence, model), index=ids, columns=list(COLUMNS))
         rows.append(_row(name, text, pred, labels, seconds, len(test.frames)))
         preds[name] = pred
-    _write(out, rows, preds, labels, models, data_root, cfg, len(train.seq_ids))
+    _write(out, rows, preds, labels, paths, data_root, cfg, len(train.seq_ids))
     return rows
 
 
-def _write(out: Path, rows: list[AblationRow], preds: dict[str, pd.DataFrame], labels: pd.DataFrame, models: Path,
+def _write(out: Path, rows: list[AblationRow], preds: dict[str, pd.DataFrame], labels: pd.DataFrame, paths: dict,
            data_root: Path, cfg: DemoConfig, n_train: int) -> None:  # fmt: skip
     from hakuna.report import ablation_markdown, ablation_plots
 
@@ -119,7 +142,8 @@ def _write(out: Path, rows: list[AblationRow], preds: dict[str, pd.DataFrame], l
     atomic_write_json(out / "ablation.json", [dataclasses.asdict(r) for r in rows])
     config = {"data": str(data_root), "train_sequences": n_train, "test_sequences": len(labels),
               "demo_config": dataclasses.asdict(cfg), "fusion_uncalibrated": FusionConfig(calibrate=False).to_dict(),
-              "models": {f: _sha256(models / f) for f in MODEL_FILES}}  # fmt: skip
+              "models": {Path(p).name: _sha256(Path(p)) for p in (paths["detector"], paths["classifier"],
+                                                                  paths["fusion"], paths["one_stage"])}}  # fmt: skip
     atomic_write_json(out / "ablation_config.json", config)
     plots = ablation_plots(out, rows, preds, labels)
     atomic_write_text(out / "report.md", ablation_markdown(rows, config, plots))

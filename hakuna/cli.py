@@ -13,16 +13,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hakuna.commands import UsageError, analysis, classify, data, demo, detect, run
+from hakuna.commands import UsageError, analysis, classify, data, demo, detect, run, train
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = (data, demo, detect, classify, run, analysis)
+COMMAND_MODULES = (data, demo, train, detect, classify, run, analysis)
 # Exception classes (by module, imported only if that module was) whose message is a complete one-line answer.
 _USER_ERRORS = (("camtrap.fileio", "DataError"), ("camtrap.metric", "SubmissionError"),
                 ("camtrap.safeload", "ModelFileError"), ("fusion.model", "FusionMismatchError"),
-                ("detector.weights", "DownloadError"), ("classifier.backbones", "PretrainedUnavailable"),
-                ("submission.harness", "HarnessError"), ("classifier.data", "SampleError"))  # fmt: skip
+                ("camtrap.download", "DownloadError"), ("classifier.backbones", "PretrainedUnavailable"),
+                ("submission.harness", "HarnessError"), ("classifier.data", "SampleError"),
+                ("hakuna.train", "TrainError"), ("camtrap.dataset", "SplitError"))  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

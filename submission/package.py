@@ -15,13 +15,26 @@ from detector.model import export_onnx as export_detector
 from detector.model import read_spec
 from fusion import FusionModel
 
-__all__ = ["build_package", "RUNTIME_PACKAGES"]
+__all__ = ["build_package", "write_code", "RUNTIME_FILES", "ROOT", "MAIN"]
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_PACKAGES = ("camtrap", "detector", "classifier", "fusion", "submission")
-RUNTIME_FILES = ("hakuna/__init__.py", "hakuna/pipeline.py")  # the runner runs the application's pipeline
-_SKIP = ("camtrap/synth/",)  # not needed at run time
+# Exactly the code the runner runs (ONNX models, onnxruntime, the PIL decoder), listed by hand so nothing else
+# ships: no training (detector/train.py, classifier/{train,fewshot,finetune,distributed,cv,probe,...}.py;
+# fusion/fit.py ships only because the fusion package exports ``fit``: numpy, no model), no downloads
+# (camtrap/download.py, lila_fetch.py), no synthetic data, no torch-only paths, and of the application layer
+# only hakuna/pipeline.py.  tests/submission/test_package.py checks the list is closed
+# under the imports the runner makes.
+RUNTIME_FILES = (
+    "camtrap/__init__.py", "camtrap/batching.py", "camtrap/dataset.py", "camtrap/devices.py", "camtrap/engine.py",
+    "camtrap/fileio.py", "camtrap/frames.py", "camtrap/geometry.py", "camtrap/images.py", "camtrap/labels.py",
+    "camtrap/mdjson.py", "camtrap/metric.py", "camtrap/results.py", "camtrap/safeload.py", "camtrap/stream.py",
+    "detector/__init__.py", "detector/model.py", "detector/predict.py", "detector/weights.py",
+    "classifier/__init__.py", "classifier/onnx.py", "classifier/predict.py", "classifier/spec.py",
+    "fusion/__init__.py", "fusion/fit.py", "fusion/fuse.py", "fusion/model.py",
+    "hakuna/__init__.py", "hakuna/pipeline.py",
+    "submission/__init__.py", "submission/runner.py",
+)  # fmt: skip
 MAIN = '''"""Hakuna submission: python main.py (reads ./data, writes ./submission.csv)."""
 import sys
 from pathlib import Path
@@ -34,6 +47,13 @@ if __name__ == "__main__":  # run only when executed, never on import
 
     sys.exit(run_packaged(HERE))
 '''
+
+
+def write_code(zf: zipfile.ZipFile) -> None:
+    """``main.py`` and the runtime code (:data:`RUNTIME_FILES` under ``code/``) into an open zip."""
+    zf.writestr("main.py", MAIN)
+    for rel in RUNTIME_FILES:
+        zf.write(ROOT / rel, f"code/{rel}")
 
 
 def _onnx(model: Path, folder: Path, export) -> Path:
@@ -56,14 +76,7 @@ def build_package(detector: Path, classifier: Path, fusion: Path, out: Path, *, 
 
         def write(f) -> None:
             with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("main.py", MAIN)
-                for package in RUNTIME_PACKAGES:
-                    for path in sorted((ROOT / package).rglob("*.py")):
-                        rel = path.relative_to(ROOT).as_posix()
-                        if not rel.startswith(_SKIP):
-                            zf.write(path, f"code/{rel}")
-                for rel in RUNTIME_FILES:
-                    zf.write(ROOT / rel, f"code/{rel}")
+                write_code(zf)
                 zf.write(det, "assets/detector.onnx")
                 zf.write(clf, "assets/classifier.onnx")
                 zf.write(fusion, "assets/fusion.json")

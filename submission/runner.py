@@ -3,7 +3,7 @@
 Layout of the zip (see :mod:`submission.package`)::
 
     main.py                      calls run_packaged()
-    code/camtrap, code/detector, code/classifier, code/fusion, code/submission, code/hakuna/pipeline.py
+    code/...                     the runtime files only (submission.package.RUNTIME_FILES; no training code)
     assets/detector.onnx, assets/classifier.onnx, assets/fusion.json, assets/manifest.json
 
 It runs with onnxruntime (CUDA provider when there is a GPU, CPU otherwise) and the engine's PIL decoder

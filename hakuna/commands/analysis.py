@@ -26,11 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_review)
 
     p = sub.add_parser("ablate", help="one-stage vs two-stage (and fusion ablated) on the same season split")
-    p.add_argument("--data", required=True, type=Path, help="dataset folder with train/ and test/ (as `synth` writes)")
+    p.add_argument("--data", required=True, type=Path,
+                   help="dataset folder with train/ and a labelled test/ (as `synth` writes), or only train/ (as "
+                        "`data lila` writes: its latest season is held out for evaluation)")
     p.add_argument("--models", type=Path, help="models folder (default OUT/models; missing models are trained)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0,
                    help="recorded with the run; training is seeded with it")
+    p.add_argument("--detector", help="release name or detector file (default: train one on the layout's boxes)")
+    p.add_argument("--boxes", type=Path, help="boxes to train a detector on (default: DATA/lila/SnapshotSerengeti"
+                                              "Bboxes_*.json, as `data lila --boxes` writes)")
     p.set_defaults(handler=_ablate)
 
     p = sub.add_parser("evaluate", help="run the full pipeline on labelled photos (path,label[,seq_id] CSV)")
@@ -78,7 +83,8 @@ def _ablate(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig()
     cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, seed=args.seed))
-    rows = run_ablation(args.data, args.models or args.out / "models", args.out, cfg)
+    training = dataclasses.replace(cfg.training(), detector=args.detector, boxes=args.boxes)
+    rows = run_ablation(args.data, args.models or args.out / "models", args.out, cfg, training=training)
     print(ablation_table(rows))
     print(f"report -> {args.out / 'report.md'}")
     return 0

@@ -127,6 +127,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--data", type=Path, help="dataset folder whose train/ part the results describe")
     p.add_argument("--root", type=Path, help="with --images-csv: folder its relative paths are under (default: "
                                              "--images, else the CSV's folder); absolute paths are used as given")
+    p.add_argument("--metadata", type=Path,
+                   help="with --images: the images' *_metadata.csv (per-season folders resolved as detect does)")
     p.add_argument("--out", required=True, type=Path, help="predictions CSV")
     p.add_argument("--results-out", type=Path, help="also write the results JSON with classifications added")
     p.add_argument("--threshold", type=float_in(0, 1),
@@ -179,6 +181,7 @@ def _train_data(args: argparse.Namespace):
 def _samples(args: argparse.Namespace):
     from camtrap.mdjson import read_results
     from classifier.data import correction_samples, crop_samples, csv_samples, frame_samples
+    from detector.weights import results_threshold
 
     if args.corrections is not None:
         if args.images is None:
@@ -193,9 +196,8 @@ def _samples(args: argparse.Namespace):
     if args.detections is None:
         raise UsageError("crops mode needs --detections (run `hakuna detect` on the training images first)")
     results = read_results(args.detections)
-    threshold = args.det_threshold if args.det_threshold is not None else results.typical_threshold
-    if threshold is None:
-        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --det-threshold")
+    threshold = args.det_threshold if args.det_threshold is not None else results_threshold(
+        results, args.detections, "--det-threshold")
     return crop_samples(data, results, threshold=threshold)
 
 
@@ -337,12 +339,12 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
 
 
 def _frame_source(args: argparse.Namespace, results) -> dict:
-    from camtrap.frames import folder_frames
-
     if args.data is not None:
         refs = _train_data(args).frame_refs()
     elif args.images is not None:
-        refs = folder_frames(args.images, [f.file for f in results.frames], allow_outside_root=args.allow_outside_root)
+        from hakuna.commands.detect import results_frames
+
+        refs = results_frames(args, results)
     else:
         raise UsageError("--detections needs --images (the image root) or --data (a dataset folder)")
     return {r.file: r for r in refs}
@@ -376,6 +378,7 @@ def _classify(args: argparse.Namespace) -> int:
         with_classifications,
         write_predictions,
     )
+    from detector.weights import results_threshold
 
     out_path(args.out, "predictions file")
     if args.results_out:
@@ -386,9 +389,7 @@ def _classify(args: argparse.Namespace) -> int:
             raise UsageError("--engine ray classifies the crops of --detections; --images-csv runs on this machine")
         return _classify_csv(args, clf)
     results = read_results(args.detections)
-    threshold = args.threshold if args.threshold is not None else results.typical_threshold
-    if threshold is None:
-        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
+    threshold = args.threshold if args.threshold is not None else results_threshold(results, args.detections)
     frames = _frame_source(args, results)
     limit = CropClassifier(clf, threshold).max_crops_per_frame
     total = sum(1 for f in results.frames if f.file in frames and wanted_detections(f.detections, threshold, limit))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from hakuna.commands import UsageError
@@ -53,7 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--empty", type=float_in(0, 10**9), default=0.1,
                    help="empty sequences to keep: a fraction (<= 1) or a number (> 1); default 0.1")
     p.add_argument("--boxes", action="store_true", help="also write LILA's boxes of the chosen images")
-    p.add_argument("--base-url", default=None, help="LILA mirror to read from (default: LILA's Azure copy)")
+    p.add_argument("--mirror", choices=("azure", "gcp", "aws"), default="azure", help="which of LILA's copies to read")
+    p.add_argument("--base-url", default=None,
+                   help="the container root of another mirror (what holds snapshotserengeti-v-2-0/ and "
+                        "snapshotserengeti-unzipped/, e.g. https://.../lila-wildlife/); overrides --mirror")
+    p.add_argument("--all-seasons-file", action="store_true",
+                   help="read SnapshotSerengeti_S1-11_v2_1.json.zip (5.2 GB unzipped) instead of one file per season")
+    p.add_argument("--dry-run", action="store_true",
+                   help="fetch the metadata only; print how many sequences and images would be fetched (and GB)")
     p.add_argument("--workers", type=int_in(1, 256), default=8, help="concurrent downloads")
     p.add_argument("--retries", type=int_in(0, 100), default=3)
     p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
@@ -139,18 +147,31 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lila(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def _lila_request(args: argparse.Namespace):
     from camtrap.labels import SPECIES
-    from camtrap.lila_fetch import LILA_BASE_URL, LilaRequest, build_lila_layout
+    from camtrap.lila_fetch import LILA_MIRRORS, LilaRequest
 
     unknown = [s for s in args.species or () if s not in SPECIES]
     if unknown:
         raise UsageError(f"--species {unknown} are not species columns")
-    base = args.base_url or LILA_BASE_URL
-    req = LilaRequest(tuple(args.seasons), tuple(args.species or ()), args.per_class, args.empty, args.boxes,
-                      base if base.endswith("/") else base + "/", args.workers, args.retries, seed=args.seed)
+    base = args.base_url or LILA_MIRRORS[args.mirror]
+    return LilaRequest(tuple(args.seasons), tuple(args.species or ()), args.per_class, args.empty, args.boxes,
+                       base if base.endswith("/") else base + "/", args.all_seasons_file, args.workers, args.retries,
+                       seed=args.seed)  # fmt: skip
+
+
+def _lila(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from camtrap.lila_fetch import build_lila_layout, plan_lila_layout
+
+    req = _lila_request(args)
+    if args.dry_run:
+        plan = plan_lila_layout(req, args.out)
+        print(f"would fetch {plan.missing_images} of {len(plan.part.frames)} images "
+              f"({len(plan.part.seq_ids)} sequences), about {plan.estimated_gb:.2f} GB "
+              f"(at Snapshot Serengeti's average 0.9 MB per image) from {req.base_url}")  # fmt: skip
+        return 0
     with tqdm(desc="images", unit="img", disable=args.no_progress) as bar:
         def progress(p) -> None:
             bar.total = p.images
@@ -162,6 +183,10 @@ def _lila(args: argparse.Namespace) -> int:
         build = build_lila_layout(req, args.out, on_progress=progress)
     print(f"{build.sequences} sequences, {build.images} images ({build.failed_images} could not be fetched: "
           f"{args.out / 'train' / 'download_failures.csv'}) -> {args.out}")
+    if build.images == 0:
+        print(f"hakuna data lila: nothing was fetched from {req.base_url} (is it a LILA container root?)",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print_summary(read_synth_dataset(args.out))
     return 0
 

@@ -29,5 +29,6 @@ def _demo(args: argparse.Namespace) -> int:
                               classifier_epochs=args.classifier_epochs)  # fmt: skip
     scores = run_demo(args.out, cfg)
     print(format_scores(scores))
-    print(f"everything is under {args.out}/ (scores.json, submission.csv, submission.zip, models/, data/)")
+    print(f"everything is under {args.out}/ (scores.json, submission.csv, models/ with submission.zip and report.md, "
+          "data/)")
     return 0

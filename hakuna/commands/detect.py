@@ -25,7 +25,7 @@ from hakuna.commands.common import (
     ray_source,
 )
 
-__all__ = ["register", "frames_of"]
+__all__ = ["register", "frames_of", "results_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="a folder of images")
     src.add_argument("--metadata", type=Path, help="a competition-style *_metadata.csv (with --image-root)")
-    p.add_argument("--image-root", type=Path, help="folder the metadata's file_name values are relative to")
+    p.add_argument("--image-root", type=Path,
+                   help="folder the metadata's file_name values are under (flat, or in per-season folders "
+                        "SnapshotSerengeti_S01_v2_0/ as the competition's training part)")
     p.add_argument("--recursive", action="store_true", help="with --images: include sub-folders")
     p.add_argument("--out", required=True, type=Path, help="results JSON to write")
     add_engine(p)
@@ -57,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("crops", help="cut square crops of detections and write them with a JSON map back")
     p.add_argument("--detections", required=True, type=Path, help="results JSON")
     p.add_argument("--images", required=True, type=Path, help="image root the results' file names are relative to")
+    p.add_argument("--metadata", type=Path,
+                   help="the images' *_metadata.csv: places them in per-season folders under --images as detect does")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--threshold", type=float_in(0, 1),
                    help="animal confidence (default: the detector's, from the results)")
@@ -97,8 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def frames_of(args: argparse.Namespace) -> list:
     """The frame source the arguments name: a folder listing, or a metadata table under an image root."""
-    from camtrap.dataset import read_metadata
-    from camtrap.frames import folder_frames, frame_ref
+    from camtrap.dataset import read_metadata_part
+    from camtrap.frames import folder_frames
 
     allow = args.allow_outside_root
     if args.images is not None:
@@ -107,9 +111,24 @@ def frames_of(args: argparse.Namespace) -> list:
         return folder_frames(args.images, recursive=args.recursive, allow_outside_root=allow)
     if args.image_root is None:
         raise UsageError("--metadata needs --image-root")
-    frames = read_metadata(args.metadata)
-    return [frame_ref(args.image_root, f, s, allow_outside_root=allow)
-            for f, s in zip(frames["file_name"], frames["seq_id"])]  # fmt: skip
+    return read_metadata_part(args.metadata, args.image_root, allow_outside_root=allow).frame_refs()
+
+
+def results_frames(args: argparse.Namespace, results) -> list:
+    """The frames a results file names, under ``args.images``: through ``args.metadata`` (per-season folders
+    resolved as ``detect --metadata`` does) when given, else as names relative to ``args.images``."""
+    from camtrap.dataset import read_metadata_part
+    from camtrap.frames import folder_frames
+
+    allow = args.allow_outside_root
+    if getattr(args, "metadata", None) is None:
+        return folder_frames(args.images, [f.file for f in results.frames], allow_outside_root=allow)
+    refs = {r.file: r for r in read_metadata_part(args.metadata, args.images, allow_outside_root=allow).frame_refs()}
+    missing = [f.file for f in results.frames if f.file not in refs]
+    if missing:
+        raise UsageError(f"{len(missing)} image(s) of the results are not in --metadata {args.metadata} "
+                         f"(first: {missing[0]!r})")  # fmt: skip
+    return [refs[f.file] for f in results.frames]
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -141,15 +160,13 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _crops(args: argparse.Namespace) -> int:
-    from camtrap.frames import folder_frames
     from camtrap.mdjson import read_results
     from detector.crops import export_crops
+    from detector.weights import results_threshold
 
     results = read_results(args.detections)
-    threshold = args.threshold if args.threshold is not None else results.typical_threshold
-    if threshold is None:
-        raise UsageError(f"{args.detections} does not record the detector's threshold; pass --threshold")
-    refs = folder_frames(args.images, [f.file for f in results.frames], allow_outside_root=args.allow_outside_root)
+    threshold = args.threshold if args.threshold is not None else results_threshold(results, args.detections)
+    refs = results_frames(args, results)
     n = export_crops(results, {r.file: r for r in refs}, args.out, threshold=threshold, margin=args.margin)
     print(f"{n} crops -> {args.out}")
     return 0
@@ -159,13 +176,12 @@ def _train(args: argparse.Namespace) -> int:
     from camtrap.dataset import read_train
     from camtrap.devices import resolve_device
     from detector.train import DetectorTrainConfig, train
+    from hakuna.train import find_boxes
 
     out_path(args.out, "model file")
     data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
                       args.data / "train")  # fmt: skip
-    boxes = args.boxes or next(iter(sorted((args.data / "lila").glob("SnapshotSerengetiBboxes_*.json"))), None)
-    if boxes is None:
-        raise UsageError(f"no --boxes given and none found under {args.data / 'lila'}")
+    boxes = find_boxes(args.data, args.boxes)
     device = args.gpus or resolve_device(device_of(args))  # "0,1": ultralytics runs its DDP over those GPUs
     cfg = DetectorTrainConfig(architecture=args.architecture, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
                               device=device)  # fmt: skip

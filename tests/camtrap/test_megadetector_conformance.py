@@ -133,3 +133,46 @@ def test_speciesnet_predictions_become_a_valid_results_file(tmp_path):
     assert read_speciesnet(tmp_path / "predictions.json", base_folder="/data/site").frames[0].detections[1].category \
         == "human"  # fmt: skip
     assert _validate(out)[str(out)]["errors"] == []
+
+
+WRITE_MDV5 = """
+import sys
+from megadetector.detection.run_detector_batch import write_results_to_file
+results = [
+    {"file": "a.jpg", "detections": [{"category": "1", "conf": 0.91, "bbox": [0.1, 0.2, 0.3, 0.4]},
+                                     {"category": "1", "conf": 0.15, "bbox": [0.6, 0.5, 0.2, 0.2]}]},
+    {"file": "b.jpg", "detections": [{"category": "1", "conf": 0.25, "bbox": [0.2, 0.2, 0.5, 0.5]}]},
+]
+write_results_to_file(results, sys.argv[1], detector_file="md_v5a.0.0.pt")
+"""
+
+
+def test_a_megadetector_file_without_threshold_takes_its_release_threshold(tmp_path, capsys):
+    """MDv5a's own results record no threshold: crops and classify take the registry's 0.2 for md_v5a.0.0.pt
+    (two of the three boxes), and a file naming an unknown detector is a one-line error listing the releases."""
+    from tests.hakuna.test_fit_fusion import _random_classifier
+
+    md = tmp_path / "md.json"
+    _run(WRITE_MDV5, str(md))
+    data = json.loads(md.read_text())
+    # Recent versions of the writer record the release's thresholds in info.detector_metadata; files written
+    # without it (older versions, other tools) carry only info.detector.  Drop it to get such a file.
+    data["info"].pop("detector_metadata", None)
+    md.write_text(json.dumps(data))
+    assert "typical_detection_threshold" not in json.dumps(data) and data["info"]["detector"] == "md_v5a.0.0.pt"
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(imgs / name)
+    assert main(["crops", "--detections", str(md), "--images", str(imgs), "--out", str(tmp_path / "crops")]) == 0
+    assert capsys.readouterr().out.startswith("2 crops")
+    model = _random_classifier(tmp_path)
+    preds = tmp_path / "preds.csv"
+    assert main(["classify", "--model", str(model), "--detections", str(md), "--images", str(imgs), "--out",
+                 str(preds), "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    assert "2 crops" in capsys.readouterr().out
+    data["info"]["detector"] = "my_own_detector.pt"
+    md.write_text(json.dumps(data))
+    assert main(["crops", "--detections", str(md), "--images", str(imgs), "--out", str(tmp_path / "crops2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mdv5a" in err and "--threshold" in err and "my_own_detector.pt" in err

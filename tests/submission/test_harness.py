@@ -14,7 +14,7 @@ from PIL import Image
 from camtrap.labels import COLUMNS
 from fusion import FusionModel
 from submission.harness import HarnessError, SandboxUnavailable, run_submission
-from submission.package import MAIN, ROOT, RUNTIME_PACKAGES
+from submission.package import MAIN, write_code
 
 
 def _data(folder):
@@ -31,13 +31,13 @@ def _data(folder):
 
 def _zip(path, main: str, assets: dict | None = None, code: bool = False):
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("main.py", main)
+        if code:  # the real main.py and runtime code
+            assert main == MAIN
+            write_code(zf)
+        else:
+            zf.writestr("main.py", main)
         for name, data in (assets or {}).items():
             zf.writestr(f"assets/{name}", data)
-        if code:
-            for package in RUNTIME_PACKAGES:
-                for p in sorted((ROOT / package).rglob("*.py")):
-                    zf.write(p, f"code/{p.relative_to(ROOT).as_posix()}")
     return path
 
 
