@@ -26,11 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # only hakuna/pipeline.py.  tests/submission/test_package.py checks the list is closed
 # under the imports the runner makes.
 RUNTIME_FILES = (
-    "camtrap/__init__.py", "camtrap/batching.py", "camtrap/dataset.py", "camtrap/devices.py", "camtrap/engine.py",
-    "camtrap/fileio.py", "camtrap/frames.py", "camtrap/geometry.py", "camtrap/images.py", "camtrap/labels.py",
-    "camtrap/mdjson.py", "camtrap/metric.py", "camtrap/results.py", "camtrap/safeload.py", "camtrap/stream.py",
+    "camtrap/__init__.py", "camtrap/batching.py", "camtrap/checks.py", "camtrap/dataset.py", "camtrap/devices.py",
+    "camtrap/engine.py", "camtrap/fileio.py", "camtrap/frames.py", "camtrap/geometry.py", "camtrap/images.py",
+    "camtrap/labels.py", "camtrap/mdjson.py", "camtrap/metric.py", "camtrap/results.py", "camtrap/safeload.py",
+    "camtrap/stream.py",
     "detector/__init__.py", "detector/model.py", "detector/predict.py", "detector/weights.py",
     "classifier/__init__.py", "classifier/onnx.py", "classifier/predict.py", "classifier/spec.py",
+    "classifier/views.py",
     "fusion/__init__.py", "fusion/fit.py", "fusion/fuse.py", "fusion/model.py",
     "hakuna/__init__.py", "hakuna/pipeline.py",
     "submission/__init__.py", "submission/runner.py",

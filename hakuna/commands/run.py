@@ -16,6 +16,7 @@ from hakuna.commands.common import (
     device_of,
     engine_config,
     float_in,
+    int_in,
     out_path,
     ray_source,
 )
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=Path, help="with --images-csv: folder its relative paths are under (default: the "
                                              "CSV's folder); absolute paths are used as given")
     _models(p)
-    p.add_argument("--val-seasons", type=int, nargs="*", help="default: the latest training season")
+    p.add_argument("--val-seasons", type=int_in(1, 999), nargs="*", help="default: the latest training season")
     p.add_argument("--species-pooling", choices=POOLING, default="mean")
     p.add_argument("--empty-pooling", choices=POOLING, default="gmean")
     p.add_argument("--out", required=True, type=Path, help="fusion JSON to write")
@@ -132,20 +133,21 @@ def _fit_fusion(args: argparse.Namespace) -> int:
     from hakuna.pipeline import collect_evidence
 
     out_path(args.out, "fusion file")
-    detector, classifier = load_models(args)
-    columns = output_columns(classifier.spec.classes)
-    if args.images_csv is not None or args.corrections is not None:
-        if args.corrections is not None and args.images is None:
-            raise UsageError("--corrections needs --images (the folder the review site was built from)")
-        val_part = (images_csv_as_sequences(args.images_csv, args.root, columns) if args.images_csv is not None
-                    else corrections_as_sequences(args.corrections, args.images, columns))  # fmt: skip
-        priors = class_priors(val_part.labels, columns=columns)
-    else:
+    labelled = args.images_csv is not None or args.corrections is not None
+    if labelled and args.corrections is not None and args.images is None:
+        raise UsageError("--corrections needs --images (the folder the review site was built from)")
+    if not labelled:  # the data and its seasons are checked before any model is loaded
         data = read_train(args.data / "train" / "train_metadata.csv", args.data / "train" / "train_labels.csv",
                           args.data / "train")  # fmt: skip
         data = dataclasses.replace(data, allow_outside_root=args.allow_outside_root)
         _, val_part = season_split(data, args.val_seasons or None)
         priors = class_priors(data.labels)
+    detector, classifier = load_models(args)
+    columns = output_columns(classifier.spec.classes)
+    if labelled:
+        val_part = (images_csv_as_sequences(args.images_csv, args.root, columns) if args.images_csv is not None
+                    else corrections_as_sequences(args.corrections, args.images, columns))  # fmt: skip
+        priors = class_priors(val_part.labels, columns=columns)
     species = tuple(c for c in columns if c != "empty")
     with tqdm(total=len(val_part.seq_ids), desc="fit-fusion", unit="seq", disable=args.no_progress) as bar:
         evidence, results = collect_evidence(val_part, detector, classifier, _pipeline_cfg(args), species=species,

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from hakuna.commands import UsageError
-from hakuna.commands.common import add_device, add_engine, device_of, engine_config
+from hakuna.commands.common import add_device, add_engine, device_of, engine_config, int_in
 
 __all__ = ["register"]
 
@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="boxes to train a detector on (default: DATA/lila/SnapshotSerengetiBboxes_*.json)")
     p.add_argument("--out", required=True, type=Path, help="models folder (MODELS): every step's output, report.md")
     p.add_argument("--recipe", choices=RECIPES, default="auto", help="crop classifier recipe (auto: by data size)")
-    p.add_argument("--val-seasons", type=int, nargs="+", metavar="N",
+    p.add_argument("--val-seasons", type=int_in(1, 999), nargs="+", metavar="N",
                    help="seasons kept for fitting fusion (default: the latest training season)")
     p.add_argument("--one-stage", action="store_true", help="also train the one-stage whole-frame baseline")
-    p.add_argument("--classifier-epochs", type=int, default=10, help="full recipe: epochs")
-    p.add_argument("--classifier-size", type=int, help="classifier input (default: the backbone's)")
-    p.add_argument("--detector-epochs", type=int, default=40, help="when training a detector")
-    p.add_argument("--detector-imgsz", type=int, default=320, help="when training a detector")
+    p.add_argument("--classifier-epochs", type=int_in(1, 10_000), default=10, help="full recipe: epochs")
+    p.add_argument("--classifier-size", type=int_in(16, 2048), help="classifier input (default: the backbone's)")
+    p.add_argument("--detector-epochs", type=int_in(1, 10_000), default=40, help="when training a detector")
+    p.add_argument("--detector-imgsz", type=int_in(32, 4096), default=320, help="when training a detector")
     add_device(p)
     add_engine(p)
     p.set_defaults(handler=_train)

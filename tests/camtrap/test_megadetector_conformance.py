@@ -150,7 +150,7 @@ write_results_to_file(results, sys.argv[1], detector_file="md_v5a.0.0.pt")
 def test_a_megadetector_file_without_threshold_takes_its_release_threshold(tmp_path, capsys):
     """MDv5a's own results record no threshold: crops and classify take the registry's 0.2 for md_v5a.0.0.pt
     (two of the three boxes), and a file naming an unknown detector is a one-line error listing the releases."""
-    from tests.hakuna.test_fit_fusion import _random_classifier
+    from tests.conftest import make_random_classifier
 
     md = tmp_path / "md.json"
     _run(WRITE_MDV5, str(md))
@@ -166,7 +166,7 @@ def test_a_megadetector_file_without_threshold_takes_its_release_threshold(tmp_p
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(imgs / name)
     assert main(["crops", "--detections", str(md), "--images", str(imgs), "--out", str(tmp_path / "crops")]) == 0
     assert capsys.readouterr().out.startswith("2 crops")
-    model = _random_classifier(tmp_path)
+    model = make_random_classifier(tmp_path)
     preds = tmp_path / "preds.csv"
     assert main(["classify", "--model", str(model), "--detections", str(md), "--images", str(imgs), "--out",
                  str(preds), "--device", "cpu", "--no-progress"]) == 0  # fmt: skip

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from hakuna.cli import main
-from tests.hakuna.test_fit_fusion import _random_classifier
+from tests.conftest import make_random_classifier
 
 
 def test_every_command_reads_every_frame_of_the_per_season_layout(small_synth, random_detector, tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_every_command_reads_every_frame_of_the_per_season_layout(small_synth, r
     crops = int(capsys.readouterr().out.split()[0])
     assert 0 < crops <= boxes  # (at most MAX_CROPS_PER_FRAME per frame: random weights give many boxes)
     preds = tmp_path / "preds.csv"
-    assert main(["classify", "--model", str(_random_classifier(tmp_path)), "--detections", str(results), "--images",
+    assert main(["classify", "--model", str(make_random_classifier(tmp_path)), "--detections", str(results), "--images",
                  str(train), "--metadata", str(meta), "--threshold", "0.001", "--out", str(preds), "--device", "cpu",
                  "--workers", "1", "--no-progress"]) == 0  # fmt: skip
     table = pd.read_csv(preds)
