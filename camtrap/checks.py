@@ -12,6 +12,7 @@ value of the wrong type is named with its type rather than passed on to fail lat
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -19,10 +20,19 @@ from typing import Any
 
 from camtrap.fileio import DataError
 
-__all__ = ["MISSING", "field", "number", "integer", "numbers", "text", "texts", "boolean", "mapping", "finite_number"]
+__all__ = ["MISSING", "parse_json", "field", "number", "integer", "numbers", "text", "texts", "boolean", "mapping",
+           "finite_number"]
 
 Source = str | os.PathLike[str]
 MISSING: Any = object()
+
+
+def parse_json(text: str, source: Source, what: str) -> Any:
+    """``text`` parsed as JSON; a :class:`DataError` naming ``source`` when it is not (``what``: "the spec")."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError, RecursionError) as exc:
+        raise DataError(source, f"{what} is not JSON ({str(exc)[:80]})") from exc
 
 
 def field(raw: Mapping, name: str, source: Source, default: Any = MISSING) -> Any:

@@ -82,10 +82,7 @@ class ModelSpec:
         Raises:
             DataError: naming ``source`` and the field at fault.
         """
-        try:
-            raw = json.loads(text)
-        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
-            raise DataError(source, f"the classifier spec is not JSON ({str(exc)[:80]})") from exc
+        raw = checks.parse_json(text, source, "the classifier spec")
         checks.field(raw, "backbone", source)  # an object, with the required fields
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(raw) - known):

@@ -73,10 +73,7 @@ class DetectorSpec:
         Raises:
             DataError: naming ``source`` and the field at fault.
         """
-        try:
-            raw = json.loads(text)
-        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
-            raise DataError(source, f"the detector spec is not JSON ({str(exc)[:80]})") from exc
+        raw = checks.parse_json(text, source, "the detector spec")
         d = cls.__dataclass_fields__
         return cls(name=checks.text(raw, "name", source),
                    input_size=checks.integer(raw, "input_size", source, lo=32, hi=MAX_INPUT_SIZE),
