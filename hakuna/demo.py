@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes chosen so the whole demo fits in about six minutes on two CPU cores."""
+    """Sizes chosen so the whole demo fits in about seven minutes on two CPU cores (README)."""
 
     synth: SynthConfig = SynthConfig(sequences=400, seed=0, size=(768, 576))
     detector_epochs: int = 20
