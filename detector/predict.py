@@ -20,7 +20,7 @@ from camtrap.engine import DecodedFrame, EngineConfig, EngineTimes, run
 from camtrap.frames import FrameRef
 from camtrap.mdjson import DetectionResults, read_results, write_results
 from camtrap.results import Detection, FrameDetections
-from detector.model import Detector, DetectorSpec
+from detector.model import Detector, DetectorFormatError, DetectorSpec
 
 __all__ = ["DetectConfig", "FrameDetector", "postprocess", "detect_files", "results_for"]
 
@@ -36,11 +36,21 @@ class DetectConfig:
     output_threshold: float | None = None
 
 
+def _check_width(raw: Any, spec: DetectorSpec) -> None:
+    """The head's rows must be 4 box coordinates plus one score per class the spec names."""
+    rows = int(raw.shape[1]) if len(raw.shape) == 3 else -1
+    if rows != 4 + len(spec.classes):
+        raise DetectorFormatError(
+            f"detector {spec.name}: its output has shape {tuple(raw.shape)}, but its spec lists "
+            f"{len(spec.classes)} classes ({', '.join(spec.classes)}), so rows of 4 + {len(spec.classes)} were "
+            "expected; the spec does not belong to these weights")
+
+
 def _candidates(raw: Any, threshold: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per image: boxes (xyxy, input pixels), scores and class indices of the anchors at or above ``threshold``.
 
     ``raw`` is the head output ``(N, 4 + classes, A)``, numpy or a tensor; a tensor is filtered on its device
-    and only the survivors are copied to the host.
+    and only the survivors are copied to the host.  Anchors with a non-finite box or score are dropped.
     """
     out = []
     for pred in raw:
@@ -54,6 +64,8 @@ def _candidates(raw: Any, threshold: float) -> list[tuple[np.ndarray, np.ndarray
             scores_t, classes_t = cls_scores.max(dim=0)
             sel = scores_t >= threshold
             boxes, scores, classes = (t.cpu().numpy() for t in (pred[:4, sel], scores_t[sel], classes_t[sel]))
+        finite = np.isfinite(boxes).all(axis=0) & np.isfinite(scores)
+        boxes, scores, classes = boxes[:, finite], scores[finite], classes[finite]
         cx, cy, w, h = boxes
         xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
         out.append((xyxy, scores.astype(np.float32), classes.astype(np.int64)))
@@ -84,6 +96,7 @@ def postprocess(raw: Any, geometry: list[tuple[float, tuple[int, int], tuple[int
     ``geometry`` gives, per image, the letterbox scale, its (left, top) padding and the (width, height) the image
     was decoded at.
     """
+    _check_width(raw, spec)
     out = []
     for (xyxy, scores, classes), (scale, (px, py), (dw, dh)) in zip(_candidates(raw, threshold), geometry):
         if not len(scores):

@@ -118,7 +118,7 @@ def _add_tools(clf: argparse._SubParsersAction) -> None:
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="classify detection crops (or whole images) with a trained classifier")
-    p.add_argument("--model", required=True, type=Path, help="classifier .pt or .onnx")
+    p.add_argument("--model", "--classifier", dest="model", required=True, type=Path, help="classifier .pt or .onnx")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--detections", type=Path, help="results JSON; its crops are classified")
     src.add_argument("--images-csv", type=Path, help="CSV with a path column; whole images are classified")

@@ -36,6 +36,27 @@ def test_postprocess_maps_boxes_back():
     assert same == dets
 
 
+def test_postprocess_drops_non_finite_anchors():
+    spec = DetectorSpec(name="t", input_size=640, output_threshold=0.1)
+    raw = np.zeros((1, 7, 3), np.float32)
+    raw[0, :4, 0] = [np.nan, 240, 64, 48]
+    raw[0, 4, 0] = 0.9
+    raw[0, :4, 1] = [320, 240, np.inf, 48]
+    raw[0, 4, 1] = 0.8
+    raw[0, :4, 2] = [100, 100, 20, 20]
+    raw[0, 4, 2] = np.inf
+    (dets,) = postprocess(raw, [(1.0, (0, 0), (640, 480))], spec, 0.1)
+    assert dets == ()
+
+
+@pytest.mark.parametrize("rows", [5, 6, 8, 84])
+def test_output_width_must_match_the_spec_classes(rows):
+    spec = DetectorSpec(name="three-classes", input_size=640)  # animal, person, vehicle: 4 + 3 rows
+    raw = np.zeros((1, rows, 10), np.float32)
+    with pytest.raises(DetectorFormatError, match="spec lists 3 classes"):
+        postprocess(raw, [(1.0, (0, 0), (640, 480))], spec, 0.1)
+
+
 def _bad_folder(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
