@@ -37,8 +37,9 @@ from camtrap.images import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, load_fram
 from camtrap.results import CropPrediction, Detection, FrameDetections
 from camtrap.stream import ordered_map, staged
 
-__all__ = ["DECODERS", "EngineConfig", "DecodePlan", "DecodedFrame", "FrameOutcome", "EngineTimes", "DetectStage",
-           "CropStage", "run", "wanted_detections", "decode_frame", "detect_frames", "classify_frames"]  # fmt: skip
+__all__ = ["DECODERS", "EngineConfig", "DecodePlan", "DecodedFrame", "FrameOutcome", "EngineTimes", "counted",
+           "DetectStage", "CropStage", "run", "wanted_detections", "decode_frame", "detect_frames",
+           "classify_frames"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -333,11 +334,17 @@ def run(frames: Iterable[FrameRef], *, detect: DetectStage | None = None, crop: 
     device = (detect or crop).device if (detect or crop) else "cpu"
     source = _decoded_batches(frames, plan, cfg, device)
     stages = [lambda b: _detect_batches(b, detect, detections, times), lambda b: _crop_batches(b, crop, cfg, times)]
-    for outcomes in staged(source, stages, maxsize=cfg.queue_batches):
-        for outcome in outcomes:
-            times.frames += 1
-            times.failed += not outcome.frame.ok
-            if not outcome.frame.ok:
-                times.failures.append((outcome.frame.file, outcome.frame.failure or "unreadable"))
-            times.crops += len(outcome.crops)
-            yield outcome
+    batches = staged(source, stages, maxsize=cfg.queue_batches)
+    yield from counted((o for outcomes in batches for o in outcomes), times)
+
+
+def counted(outcomes: Iterable[FrameOutcome], times: EngineTimes) -> Iterator[FrameOutcome]:
+    """``outcomes`` passed through, counted into ``times`` (frames, unreadable frames and their reasons, crops):
+    the engine's own count, also for outcomes computed elsewhere (a Ray cluster)."""
+    for outcome in outcomes:
+        times.frames += 1
+        times.failed += not outcome.frame.ok
+        if not outcome.frame.ok:
+            times.failures.append((outcome.frame.file, outcome.frame.failure or "unreadable"))
+        times.crops += len(outcome.crops)
+        yield outcome

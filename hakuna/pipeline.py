@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import SequenceSet, read_test
-from camtrap.engine import EngineConfig, EngineTimes, FrameOutcome, run
+from camtrap.engine import EngineConfig, EngineTimes, FrameOutcome, counted, run
 from camtrap.fileio import atomic_write_csv
 from camtrap.frames import FrameRef
 from camtrap.labels import COLUMNS, SPECIES
@@ -120,7 +120,7 @@ def stream_evidence(part: SequenceSet, detector: Detector, classifier: Classifie
     start = time.perf_counter()
     crop = CropClassifier(classifier, detector.spec.conservative_threshold, tta=cfg.tta)
     if source is not None:
-        outcomes = source(part.frame_refs())
+        outcomes = counted(source(part.frame_refs()), times)
     else:
         frames = _within_budget(part.frame_refs(), cfg.time_budget_s, start)
         outcomes = run(frames, detect=FrameDetector(detector), crop=crop, cfg=cfg.engine, times=times)

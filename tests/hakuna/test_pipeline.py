@@ -116,3 +116,33 @@ def test_time_budget_gives_priors_for_the_rest(pipeline_synth, trained_detector,
     priors = np.array(FusionModel.load(fitted_fusion).priors)
     assert np.allclose(sub.to_numpy(), priors[None, :], atol=1e-9)
     assert isinstance(sub, pd.DataFrame)
+
+
+def test_outcomes_from_elsewhere_are_counted_like_the_engines(small_synth, random_detector, tmp_path):
+    """A source other than the local engine (a Ray cluster) fills the same frame, failure and crop counts."""
+    from camtrap.engine import FrameOutcome
+    from camtrap.results import CropPrediction, Detection, FrameDetections
+    from detector.model import load as load_detector
+    from hakuna.pipeline import PipelineConfig, StageTimes, stream_evidence
+    from tests.conftest import make_random_classifier
+
+    part, _ = read_test(small_synth.test_data)
+    classifier = load_classifier(make_random_classifier(tmp_path))
+    detector = load_detector(random_detector)
+    n_classes = len(classifier.spec.classes)
+
+    def source(refs):
+        for i, ref in enumerate(refs):
+            if i % 5 == 0:
+                yield FrameOutcome(FrameDetections(ref.file, None, failure="truncated"), ref.seq_id)
+                continue
+            box = Detection("animal", 0.9, (0.1, 0.1, 0.2, 0.2))
+            crop = CropPrediction(ref.file, 0, box, tuple([1 / n_classes] * n_classes))
+            yield FrameOutcome(FrameDetections(ref.file, (box,)), ref.seq_id, (crop,))
+
+    times = StageTimes()
+    evidence = list(stream_evidence(part, detector, classifier, PipelineConfig(), times, source=source))
+    n = len(part.frames)
+    assert len(evidence) == part.frames["seq_id"].nunique()
+    assert (times.frames, times.failed, times.crops) == (n, len(range(0, n, 5)), n - len(range(0, n, 5)))
+    assert len(times.failures) == times.failed and times.failures[0][1] == "truncated"

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from camtrap.mdjson import read_results
@@ -123,13 +124,16 @@ def _ray_args(cluster, shards, *extra, per_shard: int = 4):
             str(per_shard), "--max-actors", "1", *extra]  # fmt: skip
 
 
-def test_ray_run_equals_the_local_engine(ray_cluster, small_test, models, local_run, tmp_path):
+def test_ray_run_equals_the_local_engine(ray_cluster, small_test, models, local_run, tmp_path, capsys):
     """On both shapes, with as many actors as the cluster hosts (1 + 1 CPUs: two 1-CPU actors, nothing else asks
     for a CPU, so nothing waits for what they hold)."""
     out = tmp_path / "submission.csv"
     args = _ray_args(ray_cluster, tmp_path / "shards", "--max-actors", "4", "--stall-timeout", "120")
+    capsys.readouterr()
     assert main(_predict(small_test, models, out, *args)) == 0
     _same(out, local_run)
+    n_frames = len(pd.read_csv(small_test / "test_metadata.csv"))
+    assert f"24 sequences, {n_frames} frames (" in capsys.readouterr().out  # the summary counts the cluster's frames
     assert len(list((tmp_path / "shards").glob("shard-*.json"))) == 6  # 24 sequences, 4 per shard
 
 
