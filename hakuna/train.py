@@ -36,7 +36,8 @@ from camtrap.labels import COLUMNS
 from classifier.config import ClassifierTrainConfig
 from detector.train import DetectorTrainConfig
 
-__all__ = ["TrainConfig", "TrainError", "run_training", "train_models", "read_layout", "find_boxes", "step"]
+__all__ = ["TrainConfig", "TrainError", "run_training", "train_models", "read_layout", "find_boxes", "step",
+           "detector_step"]
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -128,8 +129,8 @@ def _check_detector(name: str) -> None:
         raise TrainError(f"--detector {name}: no such file and no known release ({', '.join(known_releases())})")
 
 
-def _detector(data: SequenceSet, data_root: Path, models: Path, cfg: TrainConfig, say: Say) -> Path:
-    """Step 1: the detector file to use."""
+def detector_step(data: SequenceSet, data_root: Path, models: Path, cfg: TrainConfig, say: Say) -> Path:
+    """Step 1: the detector file to use (given, fetched, or trained on the layout's boxes unless done)."""
     if cfg.detector is not None:
         path = Path(cfg.detector).expanduser()
         if path.exists():
@@ -243,7 +244,7 @@ def _seasons(part: SequenceSet) -> str:
 def train_models(data: SequenceSet, data_root: Path, models: Path, cfg: TrainConfig, say: Say = print) -> dict:
     """Steps 1-5 on ``data`` (a labelled training part); returns the model paths by role."""
     train_part, val = _split(data, cfg.val_seasons)
-    detector = _detector(data, data_root, models, cfg, say)
+    detector = detector_step(data, data_root, models, cfg, say)
     classifier = models / "classifier.pt"
     if classifier.exists():  # the detections were only needed for its crops
         say(f"[skip] detect on the training seasons and train crop classifier: {classifier} exists")
