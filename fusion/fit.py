@@ -15,6 +15,7 @@ from fusion.model import FusionConfig, FusionModel, SequenceEvidence
 __all__ = ["class_priors", "fit_empty", "fit"]
 
 log = logging.getLogger(__name__)
+MIN_TRUST_GAIN = 1e-3  # a crop trust is kept when it lowers the validation loss by at least this fraction
 
 
 def class_priors(labels: pd.DataFrame, smoothing: float = 1.0,
@@ -46,10 +47,24 @@ def _species_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
 
 
+def _search_species(evidence: list[SequenceEvidence], y: np.ndarray, model: FusionModel) -> tuple[float, FusionModel]:
+    """The temperature and prior mix (of the config's grids) that minimise the metric, with ``model``'s other
+    parts fixed; returns (loss, model)."""
+    best = (np.inf, model)
+    for t in model.config.temperatures:
+        for mix in model.config.prior_mixes:
+            candidate = dataclasses.replace(model, temperature=t, prior_mix=mix)
+            loss = _species_loss(fuse_all(evidence, candidate), y)
+            if loss < best[0]:
+                best = (loss, candidate)
+    return best
+
+
 def fit(evidence: list[SequenceEvidence], labels: pd.DataFrame, config: FusionConfig | None = None, *,
         animal_threshold: float, priors: tuple[float, ...] | None = None, classes: tuple[str, ...] = COLUMNS,
         fitted_for: dict | None = None) -> FusionModel:  # fmt: skip
-    """Fit the empty model, then the temperature and prior mix, on labelled validation sequences.
+    """Fit the empty model, then the temperature and prior mix, then the crop trust (and, when it helps, the
+    temperature and prior mix again with it), on labelled validation sequences.
 
     ``animal_threshold`` is the detector's (its spec's ``typical_threshold``), recorded in the model.
     ``priors`` default to the validation labels' frequencies; pass the training set's when you have it.
@@ -69,16 +84,14 @@ def fit(evidence: list[SequenceEvidence], labels: pd.DataFrame, config: FusionCo
     if 0 < y_empty.sum() < len(y_empty):
         coef = fit_empty(feats, y_empty, config.empty_l2)
         model = dataclasses.replace(model, empty_coef=tuple(float(v) for v in coef))
-    best = (np.inf, model)
-    for t in config.temperatures:
-        for mix in config.prior_mixes:
-            candidate = dataclasses.replace(model, temperature=t, prior_mix=mix)
-            loss = _species_loss(fuse_all(evidence, candidate), y)
-            if loss < best[0]:
-                best = (loss, candidate)
-    loss, model = best
+    loss, model = _search_species(evidence, y, model)
+    trusted = min(((_species_loss(fuse_all(evidence, c), y), c) for c in
+                   (dataclasses.replace(model, crop_trust=float(g)) for g in config.crop_trust_powers)),
+                  key=lambda pair: pair[0], default=(np.inf, model))  # fmt: skip
+    if trusted[0] < loss * (1 - MIN_TRUST_GAIN):  # a crop trust that helps: temperature and prior mix again
+        loss, model = _search_species(evidence, y, trusted[1])
     summary = {"sequences": len(evidence), "empty_rate": float(y[:, empty_index].mean()), "fit_loss": loss,
                "columns": [c for i, c in enumerate(classes) if y[:, i].any() and c != EMPTY]}  # fmt: skip
-    log.info("fusion fitted on %d sequences: temperature %.2f, prior mix %.3f, loss %.5f", len(evidence),
-             model.temperature, model.prior_mix, loss)  # fmt: skip
+    log.info("fusion fitted on %d sequences: temperature %.2f, prior mix %.3f, crop trust %.1f, loss %.5f",
+             len(evidence), model.temperature, model.prior_mix, model.crop_trust, loss)  # fmt: skip
     return dataclasses.replace(model, fitted_on=summary)

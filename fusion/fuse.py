@@ -4,7 +4,9 @@
   (geometric mean by default: a sequence is empty only if every frame is); then a logistic model on
   [logit(pooled), fraction of frames with an animal] fitted on validation data.  Not a raw threshold.
 * species: crop distributions pooled over crops and frames, weighted by detection confidence; temperature
-  scaled; mixed with the class priors a little (a guard against confident mistakes); scaled by P(not empty).
+  scaled; believed in proportion to the best crop's confidence against the animal threshold (crop trust: a crop
+  the detector barely saw leaves most of the species mass to the priors); mixed with the class priors a little
+  (a guard against confident mistakes); scaled by P(not empty).
   Several species can be present: the pooled distribution spreads over them.
 * fallbacks: a sequence whose frames all failed gets the class priors; one with no crops gets the species
   priors scaled by its (small, calibrated) P(not empty).
@@ -18,7 +20,7 @@ from camtrap.labels import EMPTY
 from camtrap.results import SequencePrediction
 from fusion.model import FusionModel, Pooling, SequenceEvidence
 
-__all__ = ["empty_features", "pool", "species_distribution", "fuse", "fuse_all", "logit"]
+__all__ = ["empty_features", "pool", "species_distribution", "crop_trust", "fuse", "fuse_all", "logit"]
 
 _EPS = 1e-6
 
@@ -78,6 +80,14 @@ def species_distribution(ev: SequenceEvidence, model: FusionModel) -> np.ndarray
     return dist / dist.sum()
 
 
+def crop_trust(ev: SequenceEvidence, model: FusionModel) -> float:
+    """How much a sequence's crop evidence is believed: (best crop confidence / animal threshold) ** the fitted
+    power, at most 1 (1 with no crops: one-stage evidence, or the priors anyway)."""
+    if not ev.crop_confs or model.crop_trust == 0:
+        return 1.0
+    return min(1.0, max(ev.crop_confs) / model.threshold) ** model.crop_trust
+
+
 def _p_empty(ev: SequenceEvidence, model: FusionModel) -> float:
     cfg = model.config
     if not cfg.calibrate:
@@ -98,7 +108,8 @@ def fuse(ev: SequenceEvidence, model: FusionModel) -> SequencePrediction:
         p_empty = _p_empty(ev, model)
         species_prior = priors[species_idx] / max(priors[species_idx].sum(), _EPS)
         dist = species_distribution(ev, model)
-        dist = species_prior if dist is None else dist
+        trust = crop_trust(ev, model)
+        dist = species_prior if dist is None else trust * dist + (1 - trust) * species_prior
         mix = model.prior_mix if cfg.calibrate else 0.0
         dist = (1 - mix) * dist + mix * species_prior
         out = np.zeros(len(model.classes))

@@ -41,6 +41,10 @@ class FusionConfig:
     temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0)  # searched when fitting
     prior_mixes: tuple[float, ...] = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)  # searched when fitting
     empty_l2: float = 1e-3  # ridge on the empty model's weights
+    # crop trust: a sequence's crop evidence is believed in proportion to (best crop confidence / the animal
+    # threshold) ** power, the rest of its species mass following the priors; the power is searched when fitting
+    # (0: crops always believed).  A crop the detector barely saw says little about which species it is.
+    crop_trust_powers: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
 
     def to_dict(self) -> dict:
         raw = dataclasses.asdict(self)
@@ -71,7 +75,9 @@ class FusionConfig:
                                                max_length=1000, default=cls.temperatures),
                    prior_mixes=checks.numbers(raw, "prior_mixes", source, lo=0, hi=1, min_length=1, max_length=1000,
                                               default=cls.prior_mixes),
-                   empty_l2=num("empty_l2", 0, 1e6))  # fmt: skip
+                   empty_l2=num("empty_l2", 0, 1e6),
+                   crop_trust_powers=checks.numbers(raw, "crop_trust_powers", source, lo=0, hi=100, min_length=1,
+                                                    max_length=1000, default=cls.crop_trust_powers))  # fmt: skip
 
 
 class FusionMismatchError(ValueError):
@@ -95,6 +101,7 @@ class FusionModel:
     classes: tuple[str, ...] = COLUMNS
     # the models it was fitted for ({"classifier": fingerprint, "detector": fingerprint}; {} for older files)
     fitted_for: dict = field(default_factory=dict)
+    crop_trust: float = 0.0  # the fitted power of FusionConfig.crop_trust_powers (0 in older files)
 
     def __post_init__(self) -> None:
         if EMPTY not in self.classes or len(set(self.classes)) != len(self.classes):
@@ -131,6 +138,7 @@ class FusionModel:
             "config": self.config.to_dict(), "empty_coef": list(self.empty_coef), "temperature": self.temperature,
             "prior_mix": self.prior_mix, "priors": dict(zip(self.classes, self.priors)), "fitted_on": self.fitted_on,
             "animal_threshold": self.animal_threshold, "classes": list(self.classes), "fitted_for": self.fitted_for,
+            "crop_trust": self.crop_trust,
         })  # fmt: skip
 
     @classmethod
@@ -150,7 +158,8 @@ class FusionModel:
                    tuple(checks.finite_number(priors[c], f"priors.{c}", path, lo=0, hi=1) for c in classes),
                    checks.mapping(raw, "fitted_on", path, default={}),
                    None if threshold is None else checks.finite_number(threshold, "animal_threshold", path, lo=0, hi=1),
-                   classes, checks.mapping(raw, "fitted_for", path, default={}))
+                   classes, checks.mapping(raw, "fitted_for", path, default={}),
+                   crop_trust=checks.number(raw, "crop_trust", path, lo=0, hi=100, default=0.0))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap.fileio import atomic_write_text
-from camtrap.frames import frame_ref
+from camtrap.frames import FrameRef, frame_ref
 from camtrap.geometry import DEFAULT_CROP_MARGIN, cut_crop
 from camtrap.images import load_frame
 from camtrap.labels import EMPTY
@@ -68,7 +68,7 @@ def _slug(file: str) -> str:
     return f"{stem[:40]}-{hashlib.sha1(file.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
-def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: Path, out: Path, cfg: ReviewConfig,
+def _frame_entry(frame: FrameDetections, results: DetectionResults, ref: FrameRef, out: Path, cfg: ReviewConfig,
                  seq: str, crops: list[dict]) -> dict:  # fmt: skip
     """Thumbnails of one frame and its classified detections; appends crop records to ``crops``."""
     names = results.classification_categories or {}
@@ -76,7 +76,6 @@ def _frame_entry(frame: FrameDetections, results: DetectionResults, image_root: 
                    "date": frame.datetime or "", "best": round(max(frame.max_animal_conf(), 0.0), 3) if frame.ok else 0}
     if not frame.ok:
         return entry
-    ref = frame_ref(image_root, frame.file, allow_outside_root=cfg.allow_outside_root)
     img = load_frame(ref, max_side=max(cfg.frame_px * 2, 1024))
     if not img.ok:
         entry["failure"] = img.failure.value
@@ -122,11 +121,14 @@ def _summarise(entry: dict, mine: list[dict], cfg: ReviewConfig) -> None:
 
 def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_of: dict[str, str] | None = None,
                  predictions: pd.DataFrame | None = None, cfg: ReviewConfig = ReviewConfig(),  # noqa: B008
-                 progress: Callable[[int], None] | None = None) -> Path:  # fmt: skip
+                 progress: Callable[[int], None] | None = None,
+                 frames: dict[str, FrameRef] | None = None) -> Path:  # fmt: skip
     """Write the site under ``out``; returns ``out/index.html``.
 
     ``seq_of`` maps file -> sequence (each file is its own sequence when absent); ``predictions`` are fused
-    sequence probabilities (seq_id x columns), shown in the sequence view.
+    sequence probabilities (seq_id x columns), shown in the sequence view.  ``frames`` maps each results file to
+    where it is read from (the shared frame source: per-season folders of a metadata table); default: the file
+    under ``image_root``.
     """
     (out / "thumbs" / "frames").mkdir(parents=True, exist_ok=True)
     (out / "thumbs" / "crops").mkdir(parents=True, exist_ok=True)
@@ -136,7 +138,9 @@ def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_
     failures = []
     for frame in results.frames:
         seq = seq_of.get(frame.file, frame.file)
-        entry = _frame_entry(frame, results, image_root, out, cfg, seq, crops)
+        ref = (frames or {}).get(frame.file) or frame_ref(image_root, frame.file,
+                                                          allow_outside_root=cfg.allow_outside_root)  # fmt: skip
+        entry = _frame_entry(frame, results, ref, out, cfg, seq, crops)
         sequences.setdefault(seq, {"frames": [], "fused": []})["frames"].append(entry)
         if entry["failure"]:
             failures.append({"file": frame.file, "seq": seq, "reason": entry["failure"]})

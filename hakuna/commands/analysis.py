@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", required=True, type=Path, help="results JSON (with classifications)")
     p.add_argument("--images", required=True, type=Path, help="image root of the results")
     p.add_argument("--predictions", type=Path, help="fused sequence probabilities (submission.csv)")
-    p.add_argument("--metadata", type=Path, help="file -> seq_id table (default: IMAGES/test_metadata.csv if present)")
+    p.add_argument("--metadata", type=Path,
+                   help="the images' *_metadata.csv: file -> seq_id, and per-season folders under --images resolved "
+                        "as detect --metadata does (default: IMAGES/test_metadata.csv if present, for sequences)")
     p.add_argument("--out", required=True, type=Path)
     add_outside_root(p)
     p.add_argument("--no-progress", action="store_true")
@@ -58,20 +60,24 @@ def _review(args: argparse.Namespace) -> int:
     from camtrap.dataset import read_metadata
     from camtrap.mdjson import read_results
     from camtrap.metric import read_submission
+    from hakuna.commands.detect import results_frames
     from hakuna.review import ReviewConfig, build_review
 
     results = read_results(args.results)
     meta_path = args.metadata or (args.images / "test_metadata.csv")
-    seq_of = None
+    seq_of, frames = None, None
     if meta_path.exists():
         meta = read_metadata(meta_path)
         seq_of = dict(zip(meta["file_name"], meta["seq_id"]))
     elif args.metadata:
         raise UsageError(f"--metadata {args.metadata} not found")
+    if args.metadata:  # the frame source detect --metadata reads: per-season folders resolved the same way
+        frames = {ref.file: ref for ref in results_frames(args, results)}
     preds = read_submission(args.predictions) if args.predictions else None
     with tqdm(total=len(results.frames), desc="review", unit="img", disable=args.no_progress) as bar:
         index = build_review(results, args.images, args.out, seq_of=seq_of, predictions=preds, progress=bar.update,
-                             cfg=ReviewConfig(allow_outside_root=args.allow_outside_root))  # fmt: skip
+                             cfg=ReviewConfig(allow_outside_root=args.allow_outside_root),
+                             frames=frames)  # fmt: skip
     print(f"review site -> {index}")
     return 0
 

@@ -1,4 +1,5 @@
-"""Data subcommands: ``synth`` (make a synthetic dataset), ``summary`` (inspect a dataset), ``score``."""
+"""Data subcommands: ``synth`` (make a synthetic dataset), ``summary`` (inspect a dataset), ``score``, and
+``data lila`` / ``data test-part`` / ``data speciesnet``."""
 
 from __future__ import annotations
 
@@ -67,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_lila)
+
+    p = data.add_parser("test-part", help="turn one season of a training layout into the competition's test part "
+                                          "(test_metadata.csv, submission_format.csv) and its answers")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder with train/ (`data lila` or `synth`)")
+    p.add_argument("--season", required=True, type=int_in(1, 999), help="the season to hold out as the test part")
+    p.add_argument("--labels", required=True, type=Path, help="where to write its answers (a labels CSV for score)")
+    p.set_defaults(handler=_test_part)
 
     p = data.add_parser("speciesnet", help="turn SpeciesNet's predictions.json into a MegaDetector results file")
     p.add_argument("--predictions", required=True, type=Path, help="SpeciesNet's predictions.json")
@@ -188,6 +196,36 @@ def _lila(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     print_summary(read_synth_dataset(args.out))
+    return 0
+
+
+def _test_part(args: argparse.Namespace) -> int:
+    """The season's folder becomes a test part in place (its images already sit at ``<folder>/<file_name>``)."""
+    import pandas as pd
+
+    from camtrap.dataset import read_test, season_folder
+    from camtrap.fileio import atomic_write_csv, read_csv
+    from camtrap.labels import COLUMNS
+    from hakuna.commands.common import out_path
+    from hakuna.train import read_layout
+
+    data = read_layout(args.data)  # checked: metadata, labels, per-season folders
+    seq_ids = list(data.frames.loc[data.frames["season"] == args.season, "seq_id"].unique())
+    folder = args.data / "train" / season_folder(args.season)
+    if not seq_ids or not folder.is_dir():
+        seasons = sorted(int(s) for s in data.frames["season"].dropna().unique())
+        raise UsageError(f"--season {args.season}: no such season in {args.data}/train (has {seasons})")
+    out_path(args.labels, "labels file")
+    meta = read_csv(args.data / "train" / "train_metadata.csv", dtype=str, keep_default_na=False)
+    atomic_write_csv(folder / "test_metadata.csv", meta[meta["seq_id"].isin(set(seq_ids))], index=False)
+    atomic_write_csv(folder / "submission_format.csv", pd.DataFrame(0.0, index=pd.Index(seq_ids, name="seq_id"),
+                                                                    columns=list(COLUMNS)))  # fmt: skip
+    assert data.labels is not None
+    atomic_write_csv(args.labels, data.labels.loc[seq_ids, list(COLUMNS)])
+    part, _ = read_test(folder)
+    print(f"season {args.season}: {len(seq_ids)} sequences, {len(part.frames)} frames -> {folder} (test_metadata.csv, "
+          f"submission_format.csv); answers -> {args.labels}")  # fmt: skip
+    print(f"next: hakuna run-submission MODELS/submission.zip --data {folder} --labels {args.labels} --out OUT.csv")
     return 0
 
 

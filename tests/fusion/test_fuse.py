@@ -111,3 +111,44 @@ def test_fit_improves_the_metric_and_round_trips(tmp_path):
     assert back.bind(0.3) == back
     with pytest.raises(FusionMismatchError, match="animal threshold is 0.3, but the detector uses 0.2"):
         back.bind(0.2)
+
+
+def _faint_crop_set(rng, n=100):
+    """Sequences with a known answer: confident crops are right; faint ones (confidence under the animal threshold
+    0.3, a detector that barely saw the animal) name a random wrong species half the time."""
+    evidence, rows = [], []
+    for i in range(n):
+        sp = int(rng.integers(0, 5))
+        faint = rng.uniform() < 0.4
+        conf = float(rng.uniform(0.1, 0.25) if faint else rng.uniform(0.5, 1.0))
+        named = int(rng.integers(5, 50)) if faint and rng.uniform() < 0.5 else sp
+        evidence.append(SequenceEvidence(f"s{i}", 2, (conf, conf / 2), (_onehot(named, 0.95),), (conf,)))
+        row = dict.fromkeys(COLUMNS, 0)
+        row[SPECIES[sp]] = 1
+        rows.append(row)
+    return evidence, pd.DataFrame(rows, index=[ev.seq_id for ev in evidence])
+
+
+def test_crop_trust_is_fitted_when_faint_crops_mislead_and_left_off_when_they_do_not(tmp_path):
+    from fusion.fuse import crop_trust, fuse_all
+
+    rng = np.random.default_rng(0)
+    evidence, labels = _faint_crop_set(rng)
+
+    def metric(model):
+        p = np.clip(fuse_all(evidence, model), 1e-15, 1 - 1e-15)
+        y = labels[list(COLUMNS)].to_numpy(float)
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+    small = FusionConfig(temperatures=(1.0, 1.5), prior_mixes=(0.0, 0.01))  # a short search: a fast test
+    fitted = fit(evidence, labels, small, animal_threshold=0.3)
+    assert fitted.crop_trust > 0
+    assert metric(fitted) < metric(dataclasses.replace(fitted, crop_trust=0.0))
+    faint = next(ev for ev in evidence if ev.crop_confs[0] < 0.3)
+    assert crop_trust(faint, fitted) == pytest.approx((faint.crop_confs[0] / 0.3) ** fitted.crop_trust)
+    assert crop_trust(next(ev for ev in evidence if ev.crop_confs[0] >= 0.5), fitted) == 1.0
+    assert FusionModel.load(fitted.save(tmp_path / "f.json")) == fitted
+    # Every crop confident and right: nothing to gain, the power stays 0 (crops believed as before).
+    sure = [dataclasses.replace(ev, crop_probs=(_onehot(SPECIES.index(labels.loc[ev.seq_id, list(SPECIES)].idxmax()),
+                                                        0.95),), crop_confs=(0.9,)) for ev in evidence]  # fmt: skip
+    assert fit(sure, labels, small, animal_threshold=0.3).crop_trust == 0.0

@@ -50,3 +50,31 @@ def test_bad_size_is_usage_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["synth", "--out", str(tmp_path), "--size", "big"])
     assert exc.value.code == 2
+
+
+def test_test_part_turns_a_season_into_the_competition_test_layout(small_synth, tmp_path, capsys):
+    """``data test-part``: a season's folder becomes a test part that ``read_test`` (what run-submission and
+    predict read) opens with every frame there, its format rows the season's sequences, its answers scoreable."""
+    import shutil
+
+    from camtrap.dataset import read_labels, read_test, read_train
+
+    root = tmp_path / "data"
+    shutil.copytree(small_synth.root / "train", root / "train")  # the command writes into the season's folder
+    labels = tmp_path / "s04-labels.csv"
+    assert main(["data", "test-part", "--data", str(root), "--season", "4", "--labels", str(labels)]) == 0
+    folder = root / "train" / "SnapshotSerengeti_S04_v2_0"
+    assert str(folder) in capsys.readouterr().out
+    train = read_train(root / "train" / "train_metadata.csv", root / "train" / "train_labels.csv", root / "train")
+    season = train.frames[train.frames["season"] == 4]
+    part, fmt = read_test(folder)
+    assert sorted(part.frames["file_name"]) == sorted(season["file_name"]) and len(part.frames) > 0
+    assert all((folder / f).is_file() for f in part.frames["file_name"])  # images where the test layout puts them
+    assert set(fmt.index) == set(season["seq_id"]) and list(fmt.columns) == list(COLUMNS)
+    answers = read_labels(labels)
+    assert answers.equals(train.labels.loc[fmt.index, list(COLUMNS)].astype(answers.dtypes.iloc[0]))
+    priors = pd.DataFrame([answers.mean().clip(0.01, 0.99)] * len(answers), index=answers.index)
+    priors.to_csv(tmp_path / "sub.csv")
+    assert main(["score", str(tmp_path / "sub.csv"), str(labels)]) == 0
+    assert main(["data", "test-part", "--data", str(root), "--season", "9", "--labels", str(labels)]) == 2
+    assert "no such season" in capsys.readouterr().err

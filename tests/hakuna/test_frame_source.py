@@ -1,6 +1,6 @@
-"""One frame source for every command: ``detect``, ``crops`` and ``classify`` with ``--metadata`` on the per-season
-training layout read every frame (0 missing; the first release's ``detect --metadata`` found 930 of 930 frames
-"missing file" there and exited 0)."""
+"""One frame source for every command: ``detect``, ``crops``, ``classify`` and ``review`` with ``--metadata`` on
+the per-season training layout read every frame (0 missing; the first release's ``detect --metadata`` found 930
+of 930 frames "missing file" there and exited 0, and ``review`` read the frames flat under ``--images``)."""
 
 import json
 
@@ -38,3 +38,10 @@ def test_every_command_reads_every_frame_of_the_per_season_layout(small_synth, r
                  "--workers", "1", "--no-progress"]) == 0  # fmt: skip
     table = pd.read_csv(preds)
     assert len(table) > 0 and not table.get("failure", pd.Series(dtype=str)).fillna("").astype(bool).any()
+    site = tmp_path / "site"
+    assert main(["review", "--results", str(results), "--images", str(train), "--metadata", str(meta), "--out",
+                 str(site), "--no-progress"]) == 0  # fmt: skip
+    review = json.loads((site / "data.js").read_text().removeprefix("window.REVIEW = ").rstrip().rstrip(";"))
+    frames = [f for s in review["sequences"].values() for f in s["frames"]]
+    assert len(frames) == n and review["failures"] == [] and all(f.get("thumb") for f in frames)
+    assert set(review["sequences"]) == set(pd.read_csv(meta)["seq_id"])  # each frame in its sequence (the metadata)
