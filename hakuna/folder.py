@@ -3,8 +3,11 @@
 Images are listed, timed and grouped into sequences (:mod:`camtrap.sequences`), streamed through the same
 engine and fusion as the competition mode (:func:`hakuna.pipeline.predict_sequences`), and written to ``OUT``:
 
-* ``sequences.csv``: ``seq_id, camera, start, end, n_frames, files, species, confidence, empty`` then one
-  probability column per class, ``p_<class>`` (the classifier's classes and ``empty``).  ``species`` lists,
+* ``sequences.csv``: ``seq_id, camera, start, end, n_frames, files, species, confidence, empty, failed_frames,
+  status`` then one probability column per class, ``p_<class>`` (the classifier's classes and ``empty``).
+  ``failed_frames`` counts the frames that could not be read; a sequence is judged on its readable frames, and
+  one with none (``status`` ``unreadable``; else ``ok``) has blank ``species``, ``confidence``, ``empty`` and
+  probabilities: no class is made up for it.  ``species`` lists,
   ``;``-joined, the classes whose sequence probability is at least ``species_threshold`` (0.5 by default);
   when the sequence is not called empty and none reaches it, the most probable class.  ``empty`` is 1 when
   P(empty) is at least ``empty_threshold`` (0.5); ``confidence`` is the probability of what was called (the
@@ -47,10 +50,12 @@ from hakuna.bindings import fusion_for
 from hakuna.pipeline import PipelineConfig, StageTimes, predict_sequences
 
 __all__ = ["FolderConfig", "FolderRun", "spreadsheet_safe", "call_species", "predict_folder", "SEQUENCE_COLUMNS",
-           "IMAGE_COLUMNS"]  # fmt: skip
+           "IMAGE_COLUMNS", "UNREADABLE"]  # fmt: skip
 
 log = logging.getLogger(__name__)
-SEQUENCE_COLUMNS = ("seq_id", "camera", "start", "end", "n_frames", "files", "species", "confidence", "empty")
+SEQUENCE_COLUMNS = ("seq_id", "camera", "start", "end", "n_frames", "files", "species", "confidence", "empty",
+                    "failed_frames", "status")
+UNREADABLE = "unreadable"  # status of a sequence none of whose frames could be read
 IMAGE_COLUMNS = ("file", "seq_id", "time", "time_source", "failure", "top_class")
 
 
@@ -80,6 +85,18 @@ class FolderRun:
     results: DetectionResults
     times: StageTimes = field(default_factory=StageTimes)
     outputs: dict = field(default_factory=dict)
+    failed: dict = field(default_factory=dict)  # seq_id -> frames that could not be read
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Sequences none of whose frames could be read (no call is made for them)."""
+        return [s.seq_id for s in self.sequences if self.failed.get(s.seq_id, 0) >= len(s.files)]
+
+    def with_animal(self, cfg: FolderConfig) -> int:
+        """Readable sequences not called empty."""
+        gone = set(self.unreadable)
+        return sum(1 for s in self.sequences if s.seq_id not in gone and self.table.loc[s.seq_id, EMPTY] <
+                   cfg.empty_threshold)  # fmt: skip
 
 
 def spreadsheet_safe(value: object) -> object:
@@ -117,15 +134,27 @@ def _sequences(root: Path, cfg: FolderConfig) -> tuple[list[Sequence], SequenceR
     return seqs, report, {im.file: im for im in timed}
 
 
-def _sequence_rows(seqs: list[Sequence], table: pd.DataFrame, cfg: FolderConfig) -> pd.DataFrame:
-    rows = []
+def _failed_frames(seqs: list[Sequence], results: DetectionResults) -> dict[str, int]:
+    """Frames per sequence that could not be read (or are missing from the results)."""
+    frames = results.by_file()
+    return {s.seq_id: sum(1 for f in s.files if f not in frames or not frames[f].ok) for s in seqs}
+
+
+def _sequence_rows(seqs: list[Sequence], table: pd.DataFrame, failed: dict[str, int],
+                   cfg: FolderConfig) -> pd.DataFrame:  # fmt: skip
+    """One row per sequence; an unreadable one has blank calls and probabilities (never a made-up class)."""
+    rows, unreadable = [], []
     for s in seqs:
-        species, conf, empty = call_species(table.loc[s.seq_id], cfg)
+        bad = failed.get(s.seq_id, 0)
+        unreadable.append(bad >= len(s.files))
+        species, conf, empty = ("", None, "") if unreadable[-1] else call_species(table.loc[s.seq_id], cfg)
         rows.append([s.seq_id, s.camera, s.start.isoformat(" ") if s.start else "",
                      s.end.isoformat(" ") if s.end else "", len(s.files), ";".join(s.files), species,
-                     round(conf, 4), empty])  # fmt: skip
+                     None if conf is None else round(conf, 4), empty, bad,
+                     UNREADABLE if unreadable[-1] else "ok"])  # fmt: skip
     out = pd.DataFrame(rows, columns=list(SEQUENCE_COLUMNS))
     probs = table.loc[[s.seq_id for s in seqs]].reset_index(drop=True).astype(np.float64).add_prefix("p_")
+    probs[np.array(unreadable, bool)] = np.nan  # written as blank cells
     return pd.concat([out, probs], axis=1).map(spreadsheet_safe)
 
 
@@ -169,15 +198,19 @@ def predict_folder(root: Path, out: Path, detector, classifier, fusion: FusionMo
     seq_of = {f: s.seq_id for s in seqs for f in s.files}
     results = _with_seq_ids(results, seq_of, timed)
     out.mkdir(parents=True, exist_ok=True)
-    outputs = {"sequences": atomic_write_csv(out / "sequences.csv", _sequence_rows(seqs, table, cfg), index=False,
-                                             float_format="%.6g"),
+    failed = _failed_frames(seqs, results)
+    rows = _sequence_rows(seqs, table, failed, cfg)
+    outputs = {"sequences": atomic_write_csv(out / "sequences.csv", rows, index=False, float_format="%.6g"),
                "images": atomic_write_csv(out / "images.csv", _image_rows(seqs, timed, results,
                                           results.classification_categories or {}), index=False),
                "results": write_results(out / "results.json", results)}  # fmt: skip
-    run = FolderRun(seqs, report, how, table, results, times, outputs)
+    run = FolderRun(seqs, report, how, table, results, times, outputs, failed)
     if cfg.review:
         from hakuna.review import ReviewConfig, build_review
 
-        outputs["review"] = build_review(results, root, out / "review", seq_of=seq_of, predictions=table,
-                                         cfg=ReviewConfig(allow_outside_root=True))  # fmt: skip
+        dated = {f: f"{im.time.isoformat(' ')} ({im.source})" for f, im in timed.items() if im.time}
+        outputs["review"] = build_review(results, root, out / "review", seq_of=seq_of,
+                                         predictions=table.drop(index=run.unreadable), dated=dated,
+                                         cfg=ReviewConfig(allow_outside_root=True,
+                                                          empty_threshold=cfg.empty_threshold))  # fmt: skip
     return run

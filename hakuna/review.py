@@ -69,11 +69,12 @@ def _slug(file: str) -> str:
 
 
 def _frame_entry(frame: FrameDetections, results: DetectionResults, ref: FrameRef, out: Path, cfg: ReviewConfig,
-                 seq: str, crops: list[dict]) -> dict:  # fmt: skip
+                 seq: str, crops: list[dict], date: str = "") -> dict:  # fmt: skip
     """Thumbnails of one frame and its classified detections; appends crop records to ``crops``."""
     names = results.classification_categories or {}
     entry: dict = {"file": frame.file, "failure": frame.failure, "boxes": [], "hidden": 0,
-                   "date": frame.datetime or "", "best": round(max(frame.max_animal_conf(), 0.0), 3) if frame.ok else 0}
+                   "date": date or frame.datetime or "",
+                   "best": round(max(frame.max_animal_conf(), 0.0), 3) if frame.ok else 0}
     if not frame.ok:
         return entry
     img = load_frame(ref, max_side=max(cfg.frame_px * 2, 1024))
@@ -108,8 +109,12 @@ def _summarise(entry: dict, mine: list[dict], cfg: ReviewConfig) -> None:
     entry["best"] = max((f.get("best", 0) for f in frames), default=0)
     entry["date"] = next((f["date"] for f in frames if f.get("date")), "")
     entry["n"] = len(frames)
+    entry["failed"] = sum(1 for f in frames if f.get("failure"))
+    entry["unreadable"] = entry["failed"] == len(frames)
     p_empty = entry.get("p_empty")
-    if p_empty is not None:  # fused probabilities: called empty by fusion
+    if entry["unreadable"]:  # nothing was seen: no call (never the first class, never "empty")
+        entry["empty"], entry["called"], entry["source"] = False, [], "no frame could be read"
+    elif p_empty is not None:  # fused probabilities: called empty by fusion
         entry["empty"] = p_empty >= cfg.empty_threshold
         entry["called"] = [k for k, _ in entry["fused"] if k != EMPTY][:1] if not entry["empty"] else []
         entry["source"] = "fusion"
@@ -121,14 +126,15 @@ def _summarise(entry: dict, mine: list[dict], cfg: ReviewConfig) -> None:
 
 def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_of: dict[str, str] | None = None,
                  predictions: pd.DataFrame | None = None, cfg: ReviewConfig = ReviewConfig(),  # noqa: B008
-                 progress: Callable[[int], None] | None = None,
-                 frames: dict[str, FrameRef] | None = None) -> Path:  # fmt: skip
+                 progress: Callable[[int], None] | None = None, frames: dict[str, FrameRef] | None = None,
+                 dated: dict[str, str] | None = None) -> Path:  # fmt: skip
     """Write the site under ``out``; returns ``out/index.html``.
 
     ``seq_of`` maps file -> sequence (each file is its own sequence when absent); ``predictions`` are fused
     sequence probabilities (seq_id x columns), shown in the sequence view.  ``frames`` maps each results file to
     where it is read from (the shared frame source: per-season folders of a metadata table); default: the file
-    under ``image_root``.
+    under ``image_root``.  ``dated`` maps files to the time shown for them (folder mode: the time and its
+    source, as in ``images.csv``); default: the results' ``datetime``.
     """
     (out / "thumbs" / "frames").mkdir(parents=True, exist_ok=True)
     (out / "thumbs" / "crops").mkdir(parents=True, exist_ok=True)
@@ -140,7 +146,7 @@ def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_
         seq = seq_of.get(frame.file, frame.file)
         ref = (frames or {}).get(frame.file) or frame_ref(image_root, frame.file,
                                                           allow_outside_root=cfg.allow_outside_root)  # fmt: skip
-        entry = _frame_entry(frame, results, ref, out, cfg, seq, crops)
+        entry = _frame_entry(frame, results, ref, out, cfg, seq, crops, (dated or {}).get(frame.file, ""))
         sequences.setdefault(seq, {"frames": [], "fused": []})["frames"].append(entry)
         if entry["failure"]:
             failures.append({"file": frame.file, "seq": seq, "reason": entry["failure"]})

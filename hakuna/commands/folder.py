@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hakuna.commands import UsageError
 
-__all__ = ["add_folder_args", "predict_folder_command"]
+__all__ = ["add_folder_args", "predict_folder_command", "summary_line"]
 
 
 def _positive(kind):
@@ -62,6 +62,16 @@ def _folder_cfg(args: argparse.Namespace):
                         review=not args.no_review)  # fmt: skip
 
 
+def summary_line(run, cfg, out: Path) -> str:
+    """``"4 of 22 sequences with an animal, 2 unreadable; outputs in out/: sequences.csv, ..., review/index.html"``
+    (the real paths, relative to ``out``)."""
+    unreadable = len(run.unreadable)
+    files = ", ".join(Path(p).relative_to(out).as_posix() for p in run.outputs.values())
+    return (f"{run.with_animal(cfg)} of {len(run.sequences)} sequences with an animal"
+            f"{f', {unreadable} unreadable (no frame could be read)' if unreadable else ''}; "
+            f"outputs in {out}/: {files}")
+
+
 def predict_folder_command(args: argparse.Namespace) -> int:
     """``hakuna predict --images DIR ... --out OUTDIR``."""
     from tqdm import tqdm
@@ -90,8 +100,6 @@ def predict_folder_command(args: argparse.Namespace) -> int:
     print(run.report.summary())
     print(f"fusion: {run.fusion}")
     print_times(run.times, time.perf_counter() - start)
-    called = sum(1 for s in run.table.index if run.table.loc[s, "empty"] < cfg.empty_threshold)
-    print(f"{called} of {len(run.sequences)} sequences with an animal; outputs -> {args.out}/ "
-          f"({', '.join(Path(p).name for p in run.outputs.values())})")
+    print(summary_line(run, cfg, args.out))
     failures = [(f.file, f.failure) for f in run.results.frames if not f.ok]
     return report_failures(failures, len(run.results.frames))

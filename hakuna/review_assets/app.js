@@ -134,15 +134,17 @@
 
   function seqState(seq) {
     const s = data.sequences[seq];
-    const called = s.empty ? "empty" : (s.called.join(";") || "empty");
+    const called = s.unreadable ? "" : s.empty ? "empty" : (s.called.join(";") || "empty");
     return review["seq:" + seq] || { status: "unreviewed", label: called, predicted: called };
   }
 
   function paintSeqReview() {
     const st = seqState(openSeq);
     const s = data.sequences[openSeq];
-    $("seq-called").textContent = `called: ${s.empty ? "empty" : s.called.join(", ") || "?"} (${s.source}); ` +
-      `detector best ${s.best.toFixed(2)}; ${s.n} frame(s)${s.date ? "; " + s.date : ""} — review: ` +
+    $("seq-called").textContent = (s.unreadable ? `unreadable: none of its ${s.n} frame(s) could be read; ` :
+      `called: ${s.empty ? "empty" : s.called.join(", ") || "?"} (${s.source}); ` +
+      `detector best ${s.best.toFixed(2)}; ${s.n} frame(s)${s.failed ? ` (${s.failed} unreadable)` : ""}`) +
+      `${s.date ? "; " + s.date : ""} — review: ` +
       (st.status === "relabelled" ? `→ ${st.label}` : st.status);
     $("seq-label").value = st.label.split(";")[0];
   }
@@ -160,7 +162,8 @@
     const which = $("seq-filter").value;
     let seqs = Object.keys(data.sequences).map((k) => [k, data.sequences[k]]);
     if (which === "empty") seqs = seqs.filter(([, s]) => s.empty).sort((a, b) => b[1].best - a[1].best);
-    else if (which === "animal") seqs = seqs.filter(([, s]) => !s.empty);
+    else if (which === "animal") seqs = seqs.filter(([, s]) => !s.empty && !s.unreadable);
+    else if (which === "unreadable") seqs = seqs.filter(([, s]) => s.unreadable);
     return seqs;
   }
 
@@ -173,8 +176,10 @@
       const row = el("li", { class: "seq", tabindex: "0", "data-seq": k, "data-empty": String(s.empty),
         "data-best": String(s.best) });
       row.appendChild(el("b", {}, k));
-      row.appendChild(el("span", {}, ` ${s.date || "no date"} · ${s.n} frame(s) · ` +
-        `${s.empty ? "called empty" : s.called.join(", ")} · detector best ${s.best.toFixed(2)}` +
+      row.appendChild(el("span", {}, ` ${s.date || "no date"} · ${s.n} frame(s) · ` + (s.unreadable
+        ? "unreadable (no frame could be read)"
+        : `${s.empty ? "called empty" : s.called.join(", ")} · detector best ${s.best.toFixed(2)}` +
+          (s.failed ? ` · ${s.failed} frame(s) unreadable` : "")) +
         (st.status !== "unreviewed" ? ` · ${st.status === "relabelled" ? "→ " + st.label : st.status}` : "")));
       row.addEventListener("click", () => openSequence(k));
       row.addEventListener("keydown", (e) => { if (e.key === "Enter") openSequence(k); });

@@ -5,6 +5,8 @@ sequence.  No training: the detector and the classifier have random weights."""
 
 import datetime as dt
 import json
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -112,3 +114,63 @@ def test_some_or_all_images_unreadable(tmp_path, random_detector, clf, capsys):
         f.write_bytes(b"broken")
     assert _predict(card, tmp_path / "out2", random_detector, clf, "--no-review") == 1
     assert "9 of 9 images could not be read" in capsys.readouterr().out
+
+
+def _review(out):
+    site = (out / "review" / "data.js").read_text()
+    return json.loads(site[site.index("{"): site.rindex("}") + 1])
+
+
+def test_unreadable_sequences_get_no_call(tmp_path, random_detector, clf, capsys):
+    """A sequence whose only frame is a truncated JPEG or a zero-byte file has no species, no empty call and no
+    probabilities (never the first class alphabetically); it is counted apart in the summary and shown as
+    unreadable in the review.  A sequence with one broken frame is judged on its readable frames."""
+    card = tmp_path / "card"
+    make_card(card)
+    whole = (card / "cam01/2024-03-01/IMG_0004.JPG").read_bytes()
+    (card / "cam03").mkdir()
+    (card / "cam03/cut.JPG").write_bytes(whole[:300])  # truncated: its own camera, its own sequence
+    (card / "cam04").mkdir()
+    (card / "cam04/zero.JPG").write_bytes(b"")
+    when = dt.datetime(2024, 3, 5, 12, 0, 0).timestamp()
+    os.utime(card / "cam04/zero.JPG", (when, when))  # no EXIF: dated by its mtime
+    ref = tmp_path / "ref"
+    shutil.copytree(card, ref)
+    (card / "cam01/2024-03-01/IMG_0002.JPG").write_bytes(b"not a jpeg")  # one of a 3-frame burst ...
+    when = (T0 + dt.timedelta(seconds=2)).timestamp()
+    os.utime(card / "cam01/2024-03-01/IMG_0002.JPG", (when, when))  # ... kept in it by its mtime (no EXIF left)
+    (ref / "cam01/2024-03-01/IMG_0002.JPG").unlink()
+    assert _predict(card, tmp_path / "out", random_detector, clf) == 0
+    summary = capsys.readouterr().out
+    seqs = pd.read_csv(tmp_path / "out" / "sequences.csv", keep_default_na=False).set_index("camera")
+    bad = seqs.loc[["cam03", "cam04"]]
+    assert list(bad["status"]) == ["unreadable"] * 2 and list(bad["failed_frames"]) == [1, 1]
+    assert (bad[["species", "confidence", "empty"]] == "").all().all()
+    assert (bad.filter(like="p_") == "").all().all()  # blank cells, not a made-up uniform
+    assert f"of {len(seqs)} sequences with an animal, 2 unreadable (no frame could be read)" in summary
+    assert f"outputs in {tmp_path / 'out'}/: sequences.csv, images.csv, results.json, review/index.html" in summary
+    burst = seqs[seqs["files"].str.contains("IMG_0002")].iloc[0]
+    assert (burst["status"], burst["failed_frames"], burst["n_frames"]) == ("ok", 1, 3)
+
+    assert _predict(ref, tmp_path / "ref-out", random_detector, clf, "--no-review") == 0
+    alone = pd.read_csv(tmp_path / "ref-out" / "sequences.csv", keep_default_na=False)
+    alone = alone[alone["files"].str.contains("IMG_0001")].iloc[0]
+    p = [c for c in seqs.columns if c.startswith("p_")]
+    assert np.allclose(burst[p].astype(float), alone[p].astype(float), atol=1e-6)  # the readable frames decide
+
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert validate(results) == []
+    failed = {im["file"]: im for im in results["images"] if "failure" in im}
+    assert set(failed) == {"cam03/cut.JPG", "cam04/zero.JPG", "cam01/2024-03-01/IMG_0002.JPG"}
+    assert all(im.get("detections") is None for im in failed.values())
+
+    review = _review(tmp_path / "out")
+    for seq_id in bad["seq_id"]:
+        s = review["sequences"][seq_id]
+        assert s["unreadable"] and s["called"] == [] and not s["empty"] and s["fused"] == []
+    images = pd.read_csv(tmp_path / "out" / "images.csv", keep_default_na=False).set_index("file")
+    zero = images.loc["cam04/zero.JPG"]
+    assert (zero["time"], zero["time_source"]) == ("2024-03-05 12:00:00", "mtime")
+    assert review["sequences"][bad.loc["cam04", "seq_id"]]["date"] == "2024-03-05 12:00:00 (mtime)"
+    first = review["sequences"][seqs[seqs.index.str.startswith("cam02")].iloc[0]["seq_id"]]
+    assert first["date"].endswith(" (exif)")
