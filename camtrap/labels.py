@@ -29,6 +29,9 @@ __all__ = [
     "COLUMNS",
     "EMPTY",
     "EMPTY_INDEX",
+    "EMPTY_LABELS",
+    "is_empty_label",
+    "skipped_labels_line",
     "SPECIES",
     "LilaTreatment",
     "LILA_TREATMENT",
@@ -52,6 +55,24 @@ EMPTY = "empty"
 EMPTY_INDEX = COLUMNS.index(EMPTY)
 SPECIES: tuple[str, ...] = tuple(c for c in COLUMNS if c != EMPTY)
 """The 53 species groups (every column but ``empty``), in column order."""
+
+EMPTY_LABELS = frozenset({"empty", "blank"})
+"""Labels (compared case-insensitively, stripped) that mark a photo with no animal: ``empty``, ``blank``
+(``Blank`` from a labelling tool too).  Such rows are empty photos, never a class of a classifier: its
+P(empty) comes from the detector and fusion."""
+
+
+def is_empty_label(label: str) -> bool:
+    """True when ``label`` marks an empty photo (see :data:`EMPTY_LABELS`)."""
+    return label.strip().lower() in EMPTY_LABELS
+
+
+def skipped_labels_line(labels: Iterable[str], among: str, shown: int = 5) -> str:
+    """``"N row(s) skipped: label not among <among> (x, y, ...)"``, naming up to ``shown`` distinct labels."""
+    labels = list(labels)
+    names = sorted(set(labels))
+    listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+    return f"{len(labels)} row(s) skipped: label not among {among} ({listed})"
 
 
 class LilaTreatment(enum.Enum):

@@ -5,7 +5,8 @@
   target split evenly between its species (kept, not dropped, and counted in the log).  Empty sequences
   give no crops.
 * frames: every frame of the competition layout, target = the sequence's 54 columns (one-stage).
-* an ``--images-csv`` with ``path,label`` (and optional ``group_id``): one whole image per row.
+* an ``--images-csv`` with ``path,label`` (and optional ``seq_id``, ``group_id``): one whole image per row
+  (:func:`read_labelled_csv`: the one reader of that format).
 
 Images that cannot be read are recorded and skipped with a count, never fatal.
 """
@@ -30,14 +31,14 @@ from camtrap.fileio import DataError, atomic_write_text, read_csv
 from camtrap.frames import FrameRef, frame_ref
 from camtrap.geometry import cut_crop
 from camtrap.images import load_frame
-from camtrap.labels import COLUMNS, EMPTY, SPECIES
+from camtrap.labels import COLUMNS, EMPTY, SPECIES, is_empty_label, skipped_labels_line
 from camtrap.mdjson import DetectionResults
 from camtrap.stream import ordered_map
 from classifier.spec import ModelSpec
 
 __all__ = ["SampleError", "Sample", "SampleSet", "crop_samples", "frame_samples", "csv_samples", "classes_of",
            "correction_samples", "holdout_group_per_class", "decode_cached", "decode_sample", "csv_unlabelled",
-           "report_unreadable",
+           "report_unreadable", "read_labelled_csv",
            "CORRECTION_COLUMNS", "CORRECTION_STATUSES", "decode_failures", "read_corrections", "SEQUENCE_ROW"]
 
 log = logging.getLogger(__name__)
@@ -146,14 +147,14 @@ def classes_of(labels: list[str] | pd.Series) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, skip_unknown: bool = False,
-                allow_outside_root: bool = True) -> SampleSet:
-    """Rows ``path,label[,group_id]``: relative paths under ``root`` (default: the CSV's folder), absolute ones as
-    given (a CSV the user names is the user's; ``allow_outside_root=False`` keeps every path inside the root).
+def read_labelled_csv(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A ``path,label[,seq_id][,group_id]`` CSV as columns ``path, label, seq, group`` (every ``--images-csv``
+    reader's view of it).
 
-    Any label set trains (see :func:`classes_of`); rows labelled "", "unlabeled"/"unlabelled" or "unknown" are
-    skipped; ``skip_unknown`` keeps only the rows labelled with one of the
-    54 columns (and counts the others), for figures comparable with the competition's."""
+    ``seq``: the sequence (``seq_id``; else ``group_id``; else the photo's own path).  ``group``: what a
+    cross-validation split keeps together (``group_id``; else ``seq_id``; else the path).  A blank cell falls back
+    to the path.  Empty-photo labels (``empty``, ``blank``, any case: :data:`camtrap.labels.EMPTY_LABELS`) become
+    ``empty``; rows labelled "", "unlabeled"/"unlabelled" or "unknown" are dropped (counted in the log)."""
     csv_path = Path(csv_path)
     df = read_csv(csv_path, dtype=str, keep_default_na=False)
     for col in ("path", "label"):
@@ -162,22 +163,53 @@ def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, s
     blank = df["path"].str.strip() == ""
     if blank.any():
         raise DataError(csv_path, "empty path", line=int(np.flatnonzero(blank)[0]) + 2)
-    unlabelled = df["label"].str.strip().str.lower().isin(UNLABELLED)
+    path = df["path"]
+
+    def column(*names: str) -> pd.Series:
+        given = next((df[n] for n in names if n in df.columns), path)
+        return given.where(given.str.strip() != "", path)
+
+    out = pd.DataFrame({"path": path, "label": df["label"].map(lambda v: EMPTY if is_empty_label(v) else v),
+                        "seq": column("seq_id", "group_id"), "group": column("group_id", "seq_id")})
+    if "seq_id" not in df.columns and "group_id" in df.columns:
+        log.info("%s: no seq_id column: each group_id is taken as one sequence", csv_path.name)
+    unlabelled = out["label"].str.strip().str.lower().isin(UNLABELLED)
     if unlabelled.any():
         log.info("%s: %d unlabelled row(s) skipped", csv_path.name, int(unlabelled.sum()))
-        df = df[~unlabelled]
-    unknown = ~df["label"].isin(COLUMNS)
-    if unknown.any() and skip_unknown:
-        log.info("%s: %d row(s) with labels that are not columns skipped", csv_path.name, int(unknown.sum()))
-        df = df[~unknown]
+    return out[~unlabelled]
+
+
+def csv_samples(csv_path: str | os.PathLike[str], root: Path | None = None, *, skip_unknown: bool = False,
+                allow_outside_root: bool = True) -> SampleSet:
+    """Rows ``path,label[,group_id]`` (:func:`read_labelled_csv`): relative paths under ``root`` (default: the
+    CSV's folder), absolute ones as given (a CSV the user names is the user's; ``allow_outside_root=False`` keeps
+    every path inside the root).
+
+    Any label set trains (see :func:`classes_of`); empty photos (``empty``/``blank``) are skipped and counted
+    (the classifier learns animals); ``skip_unknown`` instead keeps only the rows labelled with one of the 54
+    columns, ``empty`` included (and counts the others), for figures comparable with the competition's."""
+    csv_path = Path(csv_path)
+    df = read_labelled_csv(csv_path)
+    if skip_unknown:
+        unknown = ~df["label"].isin(COLUMNS)
+        if unknown.any():
+            log.info("%s: %s", csv_path.name, skipped_labels_line(df["label"][unknown], "the competition's 54 columns"))
+            df = df[~unknown]
+    else:
+        empty = df["label"] == EMPTY
+        if empty.any():
+            log.info("%s: %d empty photo(s) (label empty/blank) skipped: the classifier learns animals, P(empty) "
+                     "comes from the detector and fusion", csv_path.name, int(empty.sum()))
+            df = df[~empty]
     classes = classes_of(df["label"])
     base = root or csv_path.parent
-    groups = df["group_id"] if "group_id" in df.columns else df["path"]
     samples = []
-    for path, label, group in zip(df["path"], df["label"], groups):
+    for path, label, group in zip(df["path"], df["label"], df["group"]):
         target = tuple(1.0 if c == label else 0.0 for c in classes)
         ref = frame_ref(base, path, allow_outside_root=allow_outside_root)
-        samples.append(Sample(ref, None, target, group or path, path))
+        samples.append(Sample(ref, None, target, group, path))
+    log.info("%s: %d photo(s) in %d group(s) (group_id, else seq_id, else each photo)", csv_path.name, len(samples),
+             df["group"].nunique())
     return SampleSet(tuple(samples), classes, False, f"csv:{csv_path.name}")
 
 
@@ -188,7 +220,7 @@ def csv_unlabelled(csv_path: str | os.PathLike[str], root: Path | None, classes:
     csv_path = Path(csv_path)
     df = read_csv(csv_path, dtype=str, keep_default_na=False)
     df = df[~df["label"].isin(classes)] if "label" in df.columns else df
-    groups = df["group_id"] if "group_id" in df.columns else df["path"]
+    groups = df["group_id"] if "group_id" in df.columns else (df["seq_id"] if "seq_id" in df.columns else df["path"])
     base, blank = root or csv_path.parent, tuple(0.0 for _ in classes)
     samples = tuple(Sample(frame_ref(base, p, allow_outside_root=allow_outside_root), None, blank, g or p, p)
                     for p, g in zip(df["path"], groups))  # fmt: skip

@@ -21,9 +21,11 @@ import numpy as np
 from camtrap import checks
 from camtrap.fileio import DataError
 from camtrap.geometry import DEFAULT_CROP_MARGIN, MAX_CROP_MARGIN, PAD_VALUE
+from camtrap.labels import COLUMNS, is_empty_label
 from classifier.views import VIEWS
 
-__all__ = ["ResizePolicy", "ModelSpec", "CHECKPOINT_FORMAT", "CROP_SOURCE_FACTOR", "FRAME_SOURCE_FACTOR"]
+__all__ = ["ResizePolicy", "ModelSpec", "check_classes", "CHECKPOINT_FORMAT", "CROP_SOURCE_FACTOR",
+           "FRAME_SOURCE_FACTOR"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "hakuna-classifier"  # the "format" key of checkpoints: spec JSON + state dict, plain data
@@ -64,6 +66,7 @@ class ModelSpec:
     scale: float = 1.0  # probe heads: each backbone runs at its native input size times this
 
     def __post_init__(self) -> None:
+        check_classes(self.classes, "classifier spec")
         if not self.source_max_side:
             factor = CROP_SOURCE_FACTOR if self.resize is ResizePolicy.PAD_SQUARE else FRAME_SOURCE_FACTOR
             side = self.input_hw[1] if self.views else max(self.input_hw)  # a mosaic's tile
@@ -122,6 +125,17 @@ class ModelSpec:
         return self.normalize(np.stack([self.resize_uint8(im) for im in images]))
 
 
+def check_classes(classes: tuple[str, ...], source: str | os.PathLike[str]) -> None:
+    """Refuse a class named like the built-in P(empty) (``empty``, ``blank``, any case): it would share the
+    ``p_empty`` column.  Classes of the competition's schema (a subset of its 54 columns, where ``empty`` is its own
+    column) are the exception."""
+    if set(classes) <= set(COLUMNS):
+        return
+    if clash := [c for c in classes if is_empty_label(c)]:
+        raise DataError(source, f"classes: {clash[0]!r} is an empty-photo label, not a class (empty photos are "
+                                f"the detector's and fusion's P(empty)); relabel or drop those rows")
+
+
 def _checked_fields(raw: dict, source: str | os.PathLike[str]) -> dict:
     """The constructor arguments of a spec's JSON object, every one checked (see :meth:`ModelSpec.from_json`)."""
     from classifier.backbones import BACKBONES
@@ -145,6 +159,7 @@ def _checked_fields(raw: dict, source: str | os.PathLike[str]) -> dict:
            "backbones": checks.texts(raw, "backbones", source, min_length=0, default=()),
            "views": checks.texts(raw, "views", source, min_length=0, default=()),
            "scale": checks.number(raw, "scale", source, lo=0.25, hi=4, default=1.0)}  # fmt: skip
+    check_classes(out["classes"], source)
     if unknown := [v for v in out["views"] if v not in VIEWS]:
         raise DataError(source, f"views: unknown view(s) {unknown}; known: {list(VIEWS)}")
     h, w = out["input_hw"]

@@ -1,4 +1,4 @@
-"""Evaluating the full pipeline on labelled photos given as a ``path,label[,seq_id]`` CSV (an ecologist's
+"""Evaluating the full pipeline on labelled photos given as a ``path,label[,seq_id][,group_id]`` CSV (an ecologist's
 simplest format): top-1, the competition metric and the most frequent confusions."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import ImageLayout, SequenceSet, check_metadata
-from camtrap.fileio import DataError, read_csv
-from camtrap.labels import COLUMNS
+from camtrap.fileio import DataError
+from camtrap.labels import COLUMNS, skipped_labels_line
 from camtrap.metric import per_class_log_loss
 
 __all__ = ["EvaluationReport", "images_csv_as_sequences", "corrections_as_sequences", "evaluate_predictions"]
@@ -42,26 +42,27 @@ class EvaluationReport:
 
 def images_csv_as_sequences(csv_path: str | os.PathLike[str], root: Path | None = None,
                             columns: tuple[str, ...] = COLUMNS) -> SequenceSet:  # fmt: skip
-    """Read ``path,label[,seq_id]`` rows as a labelled sequence set (each image its own sequence when there is no
-    ``seq_id``); rows whose label is not one of ``columns`` (the 54 by default) are skipped and counted.
+    """Read ``path,label[,seq_id][,group_id]`` rows (:func:`classifier.data.read_labelled_csv`) as a labelled
+    sequence set: the sequence is ``seq_id``, else ``group_id``, else each image on its own; ``empty``/``blank``
+    rows are empty photos; rows whose label is not one of ``columns`` (the 54 by default) are skipped and counted.
 
     Relative paths are under ``root`` (default: the CSV's folder); absolute ones are used as given (the CSV is
     the user's own)."""
+    from classifier.data import read_labelled_csv
+
     csv_path = Path(csv_path)
-    df = read_csv(csv_path, dtype=str, keep_default_na=False)
-    for col in ("path", "label"):
-        if col not in df.columns:
-            raise DataError(csv_path, f"missing column {col!r} (has {list(df.columns)})", line=1)
+    df = read_labelled_csv(csv_path)
     known = df["label"].isin(columns)
     if (~known).any():
-        log.info("%s: %d row(s) with labels that are not columns skipped", csv_path.name, int((~known).sum()))
+        log.info("%s: %s", csv_path.name, skipped_labels_line(df["label"][~known], "the classifier's classes"))
     df = df[known]
-    seq = df["seq_id"] if "seq_id" in df.columns else df["path"]
+    seq = df["seq"]
     frames = check_metadata(pd.DataFrame({"seq_id": seq.to_numpy(), "file_name": df["path"].to_numpy()}), csv_path)
     labels = pd.crosstab(seq.to_numpy(), df["label"].to_numpy()).clip(upper=1)
     labels = labels.reindex(columns=list(columns), fill_value=0).astype(np.int8)
     labels.index.name = "seq_id"
     labels = labels.loc[frames["seq_id"].unique()]
+    log.info("%s: %d photo(s) in %d sequence(s)", csv_path.name, len(frames), len(labels))
     return SequenceSet(frames, labels, root or csv_path.parent, ImageLayout.FLAT, allow_outside_root=True)
 
 

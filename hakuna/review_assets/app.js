@@ -270,7 +270,7 @@
     ["species", "min-conf", "max-conf"].forEach((id) => $(id).addEventListener("input", render));
     $("species").addEventListener("change", render);
     $("close").addEventListener("click", () => { $("sequence").hidden = true; });
-    (data.labels || data.species).concat(["empty"]).forEach((s) =>
+    (data.labels || data.species).filter((s) => s !== "empty").concat(["empty"]).forEach((s) =>
       $("seq-label").appendChild(el("option", { value: s }, s)));
     $("seq-confirm").addEventListener("click", () => setSeq("confirmed"));
     $("seq-relabel").addEventListener("click", () => setSeq("relabelled", $("seq-label").value));
