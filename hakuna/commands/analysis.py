@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                               "Bboxes_*.json, as `data lila --boxes` writes)")
     p.set_defaults(handler=_ablate)
 
-    p = sub.add_parser("evaluate", help="run the full pipeline on labelled photos (path,label[,seq_id] CSV)")
+    p = sub.add_parser("evaluate", help="run the full pipeline on labelled photos (path,label[,seq_id][,group_id] CSV)")
     p.add_argument("--images-csv", required=True, type=Path)
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
     p.add_argument("--detector", required=True, type=Path)

@@ -45,7 +45,7 @@ def _add_train(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("train", help="train a classifier on crops, whole frames or a path,label CSV")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="competition-layout dataset folder (as `hakuna synth` writes)")
-    src.add_argument("--images-csv", type=Path, help="CSV with path,label[,group_id] columns")
+    src.add_argument("--images-csv", type=Path, help="CSV with path,label[,seq_id][,group_id] columns")
     src.add_argument("--corrections", type=Path, help="corrections.csv downloaded from a review site (with --images)")
     p.add_argument("--images", type=Path, help="with --corrections: the image root the review site was built from")
     p.add_argument("--root", type=Path, help="with --images-csv: folder its paths are relative to (default: the CSV's)")
@@ -80,7 +80,7 @@ def _add_train(clf: argparse._SubParsersAction) -> None:
 
 def _add_cv(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("cv", help="group-aware K-fold comparison of training recipes on labelled photos")
-    p.add_argument("--images-csv", required=True, type=Path, help="CSV with path,label[,group_id] columns")
+    p.add_argument("--images-csv", required=True, type=Path, help="CSV with path,label[,seq_id][,group_id] columns")
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
     p.add_argument("--folds", type=int_in(2, 1000), default=5)
     p.add_argument("--recipes", nargs="+", choices=CV_RECIPES, default=list(CV_RECIPES))

@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                           "labelled photos (--images-csv) for a classifier of your own classes")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="dataset folder with train/ (competition layout)")
-    src.add_argument("--images-csv", type=Path, help="labelled photos: path,label[,seq_id] (labels: the classifier's "
-                                                     "classes or empty; other rows are skipped)")
+    src.add_argument("--images-csv", type=Path, help="labelled photos: path,label[,seq_id][,group_id] (labels: the "
+                                                     "classifier's classes or empty/blank; other rows are skipped)")
     src.add_argument("--corrections", type=Path, help="a review site's corrections.csv: the sequences a person "
                                                       "confirmed or relabelled (with --images, the photo folder)")
     p.add_argument("--images", type=Path, help="with --corrections: the folder the review site was built from")
