@@ -237,3 +237,41 @@ def test_folder_review_every_sequence_and_sequence_corrections(page, folder_site
     part = corrections_as_sequences(tmp_path / "corrections.csv", card)
     assert part.labels.loc[first, "zebra"] == 1 and part.labels.loc["seq#00001", "empty"] == 1
     assert "=HYPERLINK(1).JPG" in set(part.frames["file_name"])  # read back as it is
+
+
+def test_unreadable_sequence_is_shown_unreadable(page, tmp_path, random_detector):
+    """A folder-mode sequence whose only frame is a zero-byte file is listed and opened as unreadable, never as a
+    species or as called empty; its date is its mtime, said so."""
+    import datetime as dt
+    import os
+
+    from hakuna.cli import main
+    from tests.conftest import make_random_classifier
+    from tests.hakuna.test_folder import _jpeg
+
+    _jpeg(tmp_path / "card" / "cam1" / "a.jpg", dt.datetime(2024, 5, 1, 12), 1)
+    (tmp_path / "card" / "cam2").mkdir()
+    (tmp_path / "card" / "cam2" / "zero.jpg").write_bytes(b"")
+    when = dt.datetime(2024, 5, 2, 8, 30).timestamp()
+    os.utime(tmp_path / "card" / "cam2" / "zero.jpg", (when, when))
+    clf = make_random_classifier(tmp_path)
+    assert main(["predict", "--images", str(tmp_path / "card"), "--recursive", "--detector", str(random_detector),
+                 "--classifier", str(clf), "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
+    pg = page[0].context.browser.new_page(viewport={"width": 1200, "height": 800})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto((tmp_path / "out" / "review" / "index.html").as_uri())
+    pg.wait_for_selector("#seq-list li.seq")
+    pg.select_option("#seq-filter", "unreadable")
+    rows = pg.locator("#seq-list li.seq")
+    assert rows.count() == 1
+    text = rows.first.inner_text()
+    assert "cam2" in text and "unreadable" in text and "2024-05-02 08:30:00 (mtime)" in text
+    assert "called empty" not in text and "detector best" not in text
+    rows.first.click()
+    assert pg.locator("#seq-called").inner_text().startswith("unreadable: none of its 1 frame(s) could be read")
+    pg.click("#close")
+    pg.select_option("#seq-filter", "empty")
+    assert pg.locator("#seq-list li.seq", has_text="cam2").count() == 0  # not called empty either
+    pg.close()
+    assert errors == []
