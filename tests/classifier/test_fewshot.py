@@ -152,3 +152,12 @@ def test_inner_cv_chooses_a_bias_for_classes_missing_from_training_folds():
     p_old = np.exp(as_fitted[0]) / np.exp(as_fitted[0]).sum(1, keepdims=True)
     held = truth == 3  # never in the training folds when held out
     assert p_new[held, 3].mean() > 2 * p_old[held, 3].mean()
+
+
+def test_option_table_compares_the_absent_class_bias():
+    from classifier.cv import OPTION_NAMES, option_table
+
+    table = option_table(FewShotConfig())
+    assert tuple(table) == OPTION_NAMES and table["default"].absent_bias == FewShotConfig().absent_bias != ()
+    assert table["no-absent"].absent_bias == () == table["old"].absent_bias == table["lite0-old"].absent_bias
+    assert table["no-absent"].view_sets == table["default"].view_sets
