@@ -13,6 +13,7 @@ from hakuna.commands.common import (
     add_outside_root,
     add_ray,
     add_trust,
+    detector_file,
     device_of,
     engine_config,
     float_in,
@@ -28,7 +29,8 @@ POOLING = ("mean", "max", "gmean")
 
 
 def _models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detector", required=True, type=Path, help="detector .pt or .onnx")
+    p.add_argument("--detector", required=True, type=detector_file,
+                   help="detector .pt or .onnx, or a release fetched by `hakuna weights fetch` (e.g. mdv1000-sorrel)")
     p.add_argument("--classifier", required=True, type=Path, help="classifier .pt or .onnx")
     add_device(p)
     add_engine(p)
