@@ -239,7 +239,8 @@ def _train(args: argparse.Namespace) -> int:
     if result.spec.training.get("recipe") == "fewshot":
         t = result.spec.training
         tuned = f", fine-tuned {t['finetune_epochs']} epoch(s)" if t.get("finetune_epochs") else ""
-        print(f"classifier -> {result.model_path} (few-shot: {t['backbone']}, {t['resize']}, L2 {t['l2']}{tuned}; "
+        views = t.get("views", t["resize"])
+        print(f"classifier -> {result.model_path} (few-shot: {t['backbone']}, views {views}, L2 {t['l2']}{tuned}; "
               f"cross-validated top-1 {t['cv_top1']:.3f}, temperature {result.spec.temperature:.2f})")
     else:
         print(f"classifier -> {result.model_path} (val top-1 {last['val_top1']:.3f} after epoch {last['epoch']})")
