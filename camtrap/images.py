@@ -92,6 +92,13 @@ def exif_datetime(img: Image.Image) -> str | None:
     return str(value).strip() if value else None
 
 
+def _orientation(img: Image.Image) -> int:
+    """EXIF Orientation 1..8; 1 (as is) for anything else, as ``ImageOps.exif_transpose`` leaves such images
+    unrotated (a value of 9, a string or a list must not swap the reported width and height)."""
+    value = img.getexif().get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def file_too_large(size: int, max_bytes: int | None) -> str | None:
     """The failure detail for a file of ``size`` bytes over ``max_bytes`` (None: within the limit, or no limit)."""
     if max_bytes is None or size <= max_bytes:
@@ -138,7 +145,7 @@ def load_image(
                     return _fail(path, Failure.TOO_LARGE, f"{img.size[0]} x {img.size[1]} pixels is over the limit "
                                  f"of {max_pixels:,}")
                 stamp = exif_datetime(img) if read_datetime else None
-                orientation = img.getexif().get(0x0112, 1)
+                orientation = _orientation(img)
                 full_w, full_h = img.size if orientation < 5 else img.size[::-1]
                 ratio = max_side / max(img.size) if max_side else 1.0
                 if ratio < 1.0 and img.format == "JPEG":
