@@ -20,12 +20,12 @@ import importlib
 import os
 import pickle
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = ["UntrustedFileError", "ModelFileError", "pickle_globals", "load_torch_file", "resolve_global",
-           "module_class_allowlist"]
+           "module_class_allowlist", "check_finite_weights"]
 
 PLAIN_GLOBALS = frozenset({"collections.OrderedDict", "builtins.set", "__builtin__.set", "torch.Size"})
 
@@ -126,3 +126,15 @@ def load_torch_file(path: str | os.PathLike[str], *, allow: Callable[[str], bool
         raise ModelFileError(f"{path}: references a class this installation does not have ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - truncated or damaged files, reported in one line
         raise ModelFileError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from exc
+
+
+def check_finite_weights(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
+    """Refuse a model whose floating-point weights (a ``state_dict``) hold NaN or infinities: a damaged or hostile
+    file would otherwise give NaN probabilities, or a detector that silently finds nothing.
+
+    Raises:
+        ModelFileError: naming the file and the first such tensor.
+    """
+    for name, tensor in state.items():
+        if getattr(tensor, "is_floating_point", lambda: False)() and not bool(tensor.isfinite().all()):
+            raise ModelFileError(f"{path}: weight {name!r} holds NaN or infinite values")

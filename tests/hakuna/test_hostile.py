@@ -3,6 +3,7 @@ folder, decompression bombs, invalid labels, unreadable inputs and outputs.  Eve
 (exit 2) or a per-file failure, and the malicious files never create their marker."""
 
 import json
+import math
 import os
 import struct
 import subprocess
@@ -18,7 +19,7 @@ from PIL import Image
 from camtrap.labels import COLUMNS
 from hakuna.cli import main
 from tests.camtrap.test_safeload import Payload, plain_payload
-from tests.conftest import make_random_detector
+from tests.conftest import make_random_classifier, make_random_detector
 
 
 def _one_line_error(capsys, code: int, *fragments: str) -> str:
@@ -190,3 +191,24 @@ def test_light_commands_do_not_import_torch(tmp_path):
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "False False"
+
+
+@pytest.mark.parametrize("stage", ["classifier", "detector"])
+def test_models_with_nan_weights_are_refused(tmp_path, capsys, stage):
+    """A damaged or hostile checkpoint with NaN weights once gave blank (NaN) probabilities, or a detector that found
+    nothing in any photo; now it is a one-line refusal at load."""
+    csv = _photos(tmp_path / "imgs")
+    if stage == "classifier":
+        ckpt = torch.load(make_random_classifier(tmp_path), weights_only=True)
+        ckpt["model"] = {k: v.fill_(math.nan) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+        torch.save(ckpt, tmp_path / "nan.pt")
+        args = ["classify", "--images-csv", str(csv), "--out", str(tmp_path / "o.csv")]
+    else:
+        ckpt = torch.load(make_random_detector(tmp_path), weights_only=False)
+        with torch.no_grad():
+            next(ckpt["model"].parameters())[0, 0, 0, 0] = math.inf
+        torch.save(ckpt, tmp_path / "nan.pt")
+        args = ["detect", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "o.json")]
+    code = main([*args, "--model", str(tmp_path / "nan.pt"), "--device", "cpu", "--no-progress"])
+    _one_line_error(capsys, code, "nan.pt: weight '", "holds NaN or infinite values")
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.json").exists()
