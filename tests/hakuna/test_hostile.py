@@ -5,6 +5,7 @@ folder, decompression bombs, invalid labels, unreadable inputs and outputs.  Eve
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -212,3 +213,23 @@ def test_models_with_nan_weights_are_refused(tmp_path, capsys, stage):
     code = main([*args, "--model", str(tmp_path / "nan.pt"), "--device", "cpu", "--no-progress"])
     _one_line_error(capsys, code, "nan.pt: weight '", "holds NaN or infinite values")
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.json").exists()
+
+
+def test_resume_refuses_another_detectors_results(tmp_path, capsys, random_detector):
+    """A checkpoint (or finished file) left by another detector was resumed and its boxes mixed into this run's."""
+    imgs = tmp_path / "imgs"
+    _photos(imgs)
+    from detector.model import DetectorSpec, write_spec
+
+    other = tmp_path / "other" / "random.pt"  # the same file name and version, another input size
+    other.parent.mkdir()
+    shutil.copyfile(random_detector, other)
+    write_spec(other, DetectorSpec(name="random-tiny", input_size=320, output_threshold=0.3))
+    out = tmp_path / "r.json"
+    args = ["detect", "--images", str(imgs), "--out", str(out), "--device", "cpu", "--no-progress", "--resume"]
+    assert main([*args, "--model", str(random_detector)]) == 0
+    before = out.read_bytes()
+    code = main([*args, "--model", str(other)])
+    _one_line_error(capsys, code, "r.json: written by detector 'random.pt'", "'image_size': 256", "'image_size': 320",
+                    "without --resume")  # fmt: skip
+    assert out.read_bytes() == before
