@@ -153,10 +153,12 @@ def load_image(
                 img.load()
                 upright = (ImageOps.exif_transpose(img) or img) if orientation in range(2, 9) else img  # no copy
                 pixels = np.asarray(_to_rgb(upright))
-    except (UnidentifiedImageError, ImportError) as exc:
-        # ImportError: a library that patches PIL.Image.open (ultralytics does) tried an optional decoder plugin
-        # for a file PIL could not identify.
+    except UnidentifiedImageError as exc:
         return _fail(path, Failure.NOT_AN_IMAGE, str(exc))
+    except ImportError:
+        # a library that patches PIL.Image.open (ultralytics does) tried an optional decoder plugin for a file PIL
+        # could not identify: what matters is PIL's answer, not the plugin's name.
+        return _fail(path, Failure.NOT_AN_IMAGE, f"cannot identify image file {str(path)!r}")
     except Image.DecompressionBombError as exc:
         return _fail(path, Failure.TOO_LARGE, str(exc))
     except (OSError, SyntaxError, ValueError) as exc:

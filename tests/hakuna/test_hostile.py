@@ -233,3 +233,18 @@ def test_resume_refuses_another_detectors_results(tmp_path, capsys, random_detec
     _one_line_error(capsys, code, "r.json: written by detector 'random.pt'", "'image_size': 256", "'image_size': 320",
                     "without --resume")  # fmt: skip
     assert out.read_bytes() == before
+
+
+def test_ultralytics_never_goes_online_or_installs(tmp_path, random_detector):
+    """Loading a checkpoint imported ultralytics before it was told it is offline: it probed DNS and, on a machine
+    with a network, a file PIL cannot identify in a photo folder would have made it `pip install pi-heif`."""
+    (tmp_path / "text.jpg").write_text("not an image")
+    code = ("import sys; import detector.model as m; m.load(sys.argv[1], device='cpu'); import ultralytics.utils as u; "
+            "from camtrap.images import load_image; img = load_image(sys.argv[2]); "
+            "print(u.ONLINE, u.AUTOINSTALL, img.failure.value, img.detail)")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    run = subprocess.run([sys.executable, "-c", code, str(random_detector), str(tmp_path / "text.jpg")], env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == f"False False not an image cannot identify image file " \
+                                                  f"'{tmp_path / 'text.jpg'}'"  # fmt: skip
