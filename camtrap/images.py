@@ -135,7 +135,7 @@ def load_image(
             return _fail(path, Failure.TOO_LARGE, too_large)
     except FileNotFoundError:
         return _fail(path, Failure.MISSING)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a NUL byte in a CSV's path)
         return _fail(path, Failure.MISSING, str(exc))
     try:
         with warnings.catch_warnings():

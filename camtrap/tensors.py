@@ -61,7 +61,7 @@ def _read(ref: FrameRef, max_pixels: int | None, max_bytes: int | None) -> _Read
             data = f.read() if max_bytes is None else f.read(max_bytes + 1)  # bounded even if the file grows
     except FileNotFoundError:
         return _Read(ref, failure=Failure.MISSING.value)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
         return _Read(ref, failure=f"{Failure.MISSING.value}: {exc}")
     if not data:
         return _Read(ref, failure=Failure.EMPTY.value)

@@ -16,6 +16,7 @@ def _quadrants(w=64, h=48) -> np.ndarray:
 
 
 def test_bad_files_are_failures(tmp_path):
+    assert load_image(tmp_path / "nul\x00.jpg").failure is Failure.MISSING  # a name no file can have
     (tmp_path / "zero.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("not an image")
     Image.fromarray(_quadrants()).save(tmp_path / "good.jpg", quality=95)

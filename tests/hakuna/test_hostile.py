@@ -248,3 +248,15 @@ def test_ultralytics_never_goes_online_or_installs(tmp_path, random_detector):
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == f"False False not an image cannot identify image file " \
                                                   f"'{tmp_path / 'text.jpg'}'"  # fmt: skip
+
+
+def test_a_nul_byte_in_a_listed_path_is_a_failure_not_a_crash(tmp_path, capsys):
+    """A path with a NUL byte in an --images-csv raised ValueError from inside a decode thread: a traceback."""
+    csv = _photos(tmp_path / "imgs", 2)
+    csv.write_text("path,label\np0.jpg,zebra\nbad\x00.jpg,zebra\n/abs\x00/x.jpg,zebra\n")
+    code = main(["classify", "--model", str(make_random_classifier(tmp_path)), "--images-csv", str(csv), "--out",
+                 str(tmp_path / "o.csv"), "--device", "cpu", "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    out = pd.read_csv(tmp_path / "o.csv", keep_default_na=False)
+    assert list(out["failure"]) == ["", "missing file", "missing file"]
+    assert np.isfinite(out.iloc[0, 2:].astype(float)).all()
