@@ -260,3 +260,16 @@ def test_a_nul_byte_in_a_listed_path_is_a_failure_not_a_crash(tmp_path, capsys):
     out = pd.read_csv(tmp_path / "o.csv", keep_default_na=False)
     assert list(out["failure"]) == ["", "missing file", "missing file"]
     assert np.isfinite(out.iloc[0, 2:].astype(float)).all()
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_nan_tokens_in_json_are_refused_at_load(tmp_path, capsys, token):
+    """Python's JSON parser takes NaN and Infinity; a field passed on unchecked (SpeciesNet's classifications) once
+    carried them into a results file that other tools cannot parse."""
+    pred = {"filepath": "a.jpg", "detections": [], "prediction": "x;a;b;c;d;e;lion", "prediction_score": 0.9,
+            "classifications": {"classes": ["x;a;b;c;d;e;lion"], "scores": ["SCORE"]}}  # fmt: skip
+    (tmp_path / "p.json").write_text(json.dumps({"predictions": [pred]}).replace('"SCORE"', token))
+    code = main(["data", "speciesnet", "--predictions", str(tmp_path / "p.json"), "--out", str(tmp_path / "o.json")])
+    _one_line_error(capsys, code, "p.json: not valid JSON: predictions[0].classifications.scores[0]: "
+                                  f"{token} is not a JSON number")
+    assert not (tmp_path / "o.json").exists()
