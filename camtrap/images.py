@@ -25,8 +25,8 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from camtrap.frames import FrameRef, checked_path
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_FILE_BYTES", "Failure", "file_too_large", "LoadedImage", "load_image",
-           "load_frame", "exif_datetime"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_FILE_BYTES", "Failure", "file_too_large", "allow_pixels", "LoadedImage",
+           "load_image", "load_frame", "exif_datetime"]
 
 log = logging.getLogger(__name__)
 _EXIF_DATETIME_ORIGINAL = 0x9003
@@ -99,6 +99,14 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+def allow_pixels(max_pixels: int | None) -> None:
+    """Let PIL open images up to ``max_pixels`` (ours is then the guard that fires): PIL refuses more than twice
+    its ``MAX_IMAGE_PIXELS`` (179 MP) by itself, which made ``--max-pixels`` above that a promise not kept.  PIL's
+    limit is only ever raised, to what the caller asked for."""
+    if max_pixels is not None and Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def file_too_large(size: int, max_bytes: int | None) -> str | None:
     """The failure detail for a file of ``size`` bytes over ``max_bytes`` (None: within the limit, or no limit)."""
     if max_bytes is None or size <= max_bytes:
@@ -127,6 +135,7 @@ def load_image(
         max_bytes: refuse (as a failure) files larger than this, before opening them; None: no limit.
     """
     path = Path(path)
+    allow_pixels(max_pixels)
     try:
         size = path.stat().st_size
         if size == 0:

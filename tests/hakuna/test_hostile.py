@@ -273,3 +273,17 @@ def test_nan_tokens_in_json_are_refused_at_load(tmp_path, capsys, token):
     _one_line_error(capsys, code, "p.json: not valid JSON: predictions[0].classifications.scores[0]: "
                                   f"{token} is not a JSON number")
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_max_pixels_is_the_guard_above_pils_own_limit(tmp_path, monkeypatch):
+    """PIL refuses more than 179 MP by itself, so --max-pixels above that was a promise not kept: a 196 MP image was
+    refused with PIL's message whatever the option said.  Only the header is read here."""
+    from camtrap.images import load_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    bomb = _bomb_png(tmp_path / "bomb.png", side=14000)
+    got = load_image(bomb, max_pixels=150_000_000)
+    assert got.detail == "14000 x 14000 pixels is over the limit of 150,000,000", got.detail
+    with Image.open(bomb) as img:  # PIL now lets through what the caller allowed
+        assert img.size == (14000, 14000)
