@@ -345,7 +345,7 @@ def _finite(path: Path, module):
 def _onnx_spec(path: Path) -> DetectorSpec | None:
     try:
         return read_spec(path)
-    except DataError:
+    except (DataError, ModelFileError):
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for truncated or foreign files
         raise DetectorFormatError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from exc

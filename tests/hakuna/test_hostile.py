@@ -287,3 +287,23 @@ def test_max_pixels_is_the_guard_above_pils_own_limit(tmp_path, monkeypatch):
     assert got.detail == "14000 x 14000 pixels is over the limit of 150,000,000", got.detail
     with Image.open(bomb) as img:  # PIL now lets through what the caller allowed
         assert img.size == (14000, 14000)
+
+
+def test_onnx_models_with_nan_weights_are_refused(tmp_path, capsys):
+    """The ONNX export of a model, with one NaN written into its first convolution: blank probabilities before."""
+    import onnx
+    from onnx import numpy_helper
+
+    csv = _photos(tmp_path / "imgs")
+    assert main(["classifier", "export-onnx", str(make_random_classifier(tmp_path))]) == 0
+    model = onnx.load(str(tmp_path / "classifier.onnx"))
+    init = next(i for i in model.graph.initializer if numpy_helper.to_array(i).size > 10)
+    values = numpy_helper.to_array(init).copy()
+    values.flat[0] = math.nan
+    init.CopyFrom(numpy_helper.from_array(values, init.name))
+    onnx.save(model, str(tmp_path / "nan.onnx"))
+    capsys.readouterr()
+    code = main(["classify", "--model", str(tmp_path / "nan.onnx"), "--images-csv", str(csv), "--out",
+                 str(tmp_path / "o.csv"), "--device", "cpu", "--no-progress"])  # fmt: skip
+    _one_line_error(capsys, code, f"nan.onnx: weight {init.name!r} holds NaN or infinite values")
+    assert not (tmp_path / "o.csv").exists()
