@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pandas is imported where a CSV is read or written, not with
     import pandas as pd
 
 __all__ = ["DataError", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_csv", "read_json",
-           "loads_strict", "NonStandardNumber",
+           "loads_strict", "NonStandardNumber", "spreadsheet_safe", "spreadsheet_safe_table",
            "read_csv", "check_writable"]  # fmt: skip
 
 
@@ -102,6 +102,19 @@ def loads_strict(text: str | bytes) -> Any:
         where, name = _constant_path(value) or ("?", seen[0])
         raise NonStandardNumber(f"{where}: {name} is not a JSON number")
     return value
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A cell a spreadsheet shows as text: strings starting with = + - @ (or tab/CR) get a leading '."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :func:`spreadsheet_safe` applied to every cell and column name (class names come from
+    people's label files: a class ``=1+1`` was a formula in a CSV header)."""
+    return frame.map(spreadsheet_safe).rename(columns=spreadsheet_safe)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

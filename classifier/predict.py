@@ -22,7 +22,7 @@ import pandas as pd
 from camtrap.batching import batched
 from camtrap.devices import resolve_device
 from camtrap.engine import EngineConfig, EngineTimes, run, wanted_detections
-from camtrap.fileio import atomic_write_csv
+from camtrap.fileio import atomic_write_csv, spreadsheet_safe_table
 from camtrap.frames import FrameRef
 from camtrap.images import load_frame
 from camtrap.mdjson import DetectionResults
@@ -280,5 +280,5 @@ def with_classifications(results: DetectionResults, preds: list[CropPrediction],
 
 def write_predictions(path: Path, preds: list[CropPrediction], classes: tuple[str, ...], top_k: int = 3) -> Path:
     """Atomically write :func:`predictions_table` as CSV."""
-    return atomic_write_csv(path, predictions_table(preds, classes, top_k), index=False)
+    return atomic_write_csv(path, spreadsheet_safe_table(predictions_table(preds, classes, top_k)), index=False)
 

@@ -307,3 +307,18 @@ def test_onnx_models_with_nan_weights_are_refused(tmp_path, capsys):
                  str(tmp_path / "o.csv"), "--device", "cpu", "--no-progress"])  # fmt: skip
     _one_line_error(capsys, code, f"nan.onnx: weight {init.name!r} holds NaN or infinite values")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_class_names_and_paths_are_never_formulas_in_classify_csv(tmp_path):
+    """Class names come from people's label files: `=1+1` and `@SUM(A1)` were formulas in classify's CSV header."""
+    imgs = tmp_path / "imgs"
+    _photos(imgs, 1)
+    (imgs / "p0.jpg").rename(imgs / "=cmd.jpg")
+    csv = tmp_path / "photos.csv"
+    csv.write_text("path,label\n=cmd.jpg,zebra\n")
+    model = make_random_classifier(tmp_path, classes=("=1+1", "@SUM(A1)", "zebra"))
+    assert main(["classify", "--model", str(model), "--images-csv", str(csv), "--root", str(imgs), "--out",
+                 str(tmp_path / "o.csv"), "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    lines = (tmp_path / "o.csv").read_text().splitlines()
+    assert lines[0] == "path,failure,'=1+1,'@SUM(A1),zebra"
+    assert lines[1].startswith("'=cmd.jpg,,"), lines[1]
