@@ -36,11 +36,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False,
+                 fsync: bool = True) -> Path:
     """Write a file through ``write(handle)`` into a temporary sibling, fsync it, then rename it into place.
 
     A reader never sees a half-written file, and a crash leaves either the old file or the new one.  The file
     gets the permissions a plain ``open`` would give it (0666 less the umask), not the temporary file's 0600.
+    ``fsync=False`` (many small files that can be remade) keeps the rename, so a killed process still leaves no
+    half-written file, but not the guarantee across a power cut.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +53,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None],
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -322,3 +322,26 @@ def test_class_names_and_paths_are_never_formulas_in_classify_csv(tmp_path):
     lines = (tmp_path / "o.csv").read_text().splitlines()
     assert lines[0] == "path,failure,'=1+1,'@SUM(A1),zebra"
     assert lines[1].startswith("'=cmd.jpg,,"), lines[1]
+
+
+def test_review_thumbnails_are_written_atomically(tmp_path, monkeypatch):
+    """Existing thumbnails are reused, and one was written in place: a run killed while writing it left a broken
+    JPEG that every rebuild kept.  A run stopped before the rename now leaves nothing under the final name."""
+    import cv2
+
+    from hakuna.review import _thumb
+
+    rgb = np.full((60, 80, 3), 90, np.uint8)
+    path = tmp_path / "thumbs" / "a.jpg"
+    path.parent.mkdir(parents=True)
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _thumb(path, rgb, 40)
+    assert list(path.parent.iterdir()) == []
+    _thumb(path, rgb, 40)
+    assert cv2.imread(str(path)).shape == (30, 40, 3)
