@@ -22,12 +22,12 @@ import pandas as pd
 from camtrap.batching import batched
 from camtrap.devices import resolve_device
 from camtrap.engine import EngineConfig, EngineTimes, run, wanted_detections
-from camtrap.fileio import atomic_write_csv
+from camtrap.fileio import atomic_write_csv, spreadsheet_safe_table
 from camtrap.frames import FrameRef
 from camtrap.images import load_frame
 from camtrap.mdjson import DetectionResults
 from camtrap.results import CropPrediction
-from camtrap.safeload import ModelFileError, load_torch_file
+from camtrap.safeload import ModelFileError, check_finite_weights, load_torch_file
 from camtrap.stream import ordered_map
 from classifier.spec import CHECKPOINT_FORMAT, ModelSpec
 
@@ -124,6 +124,7 @@ class TorchClassifier:
             raise ModelFileError(f"{path}: the weights do not fit the spec ({len(self.spec.classes)} classes, "
                                  f"{self.spec.backbone}): {(why[1] if len(why) > 1 else why[0]).strip()[:200]}") \
                 from exc  # fmt: skip
+        check_finite_weights(path, model.state_dict())
         model = optimise_for_inference(model, self.spec)
         self.model = model.to(self._device).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1) * 255
@@ -279,5 +280,5 @@ def with_classifications(results: DetectionResults, preds: list[CropPrediction],
 
 def write_predictions(path: Path, preds: list[CropPrediction], classes: tuple[str, ...], top_k: int = 3) -> Path:
     """Atomically write :func:`predictions_table` as CSV."""
-    return atomic_write_csv(path, predictions_table(preds, classes, top_k), index=False)
+    return atomic_write_csv(path, spreadsheet_safe_table(predictions_table(preds, classes, top_k)), index=False)
 

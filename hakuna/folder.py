@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import ImageLayout, SequenceSet, check_metadata
-from camtrap.fileio import DataError, atomic_write_csv
+from camtrap.fileio import DataError, atomic_write_csv, spreadsheet_safe
 from camtrap.frames import list_image_files
 from camtrap.labels import EMPTY
 from camtrap.mdjson import DetectionResults, write_results
@@ -80,13 +80,6 @@ class FolderRun:
     results: DetectionResults
     times: StageTimes = field(default_factory=StageTimes)
     outputs: dict = field(default_factory=dict)
-
-
-def spreadsheet_safe(value: object) -> object:
-    """A cell a spreadsheet shows as text: strings starting with = + - @ (or tab/CR) get a leading '."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def call_species(row: pd.Series, cfg: FolderConfig) -> tuple[str, float, int]:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from camtrap.fileio import atomic_write_text
+from camtrap.fileio import atomic_write, atomic_write_text
 from camtrap.frames import FrameRef, frame_ref
 from camtrap.geometry import DEFAULT_CROP_MARGIN, cut_crop
 from camtrap.images import load_frame
@@ -58,7 +58,11 @@ def _thumb(path: Path, rgb: np.ndarray, size: int) -> None:
     h, w = rgb.shape[:2]
     scale = size / max(h, w)
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise OSError(f"{path}: the thumbnail could not be encoded")
+    # atomic: an existing thumbnail is reused, so one cut short by a killed run would have stayed broken
+    atomic_write(path, lambda f: f.write(jpeg.tobytes()), binary=True, fsync=False)
 
 
 def _slug(file: str) -> str:

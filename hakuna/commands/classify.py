@@ -320,7 +320,7 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     from tqdm import tqdm
 
     from camtrap.failures import report_failures
-    from camtrap.fileio import DataError, atomic_write_csv, read_csv
+    from camtrap.fileio import DataError, atomic_write_csv, read_csv, spreadsheet_safe_table
     from camtrap.frames import frame_ref
     from classifier.predict import classify_paths
 
@@ -334,7 +334,8 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
                                progress=bar.update)  # fmt: skip
     rows = [{"path": p.path, "failure": p.failure or "",
              **dict(zip(clf.spec.classes, p.probs or [""] * len(clf.spec.classes)))} for p in preds]
-    atomic_write_csv(args.out, pd.DataFrame(rows, columns=["path", "failure", *clf.spec.classes]), index=False)
+    table = pd.DataFrame(rows, columns=["path", "failure", *clf.spec.classes])
+    atomic_write_csv(args.out, spreadsheet_safe_table(table), index=False)
     print(f"{len(preds)} images ({sum(p.probs is None for p in preds)} unreadable) -> {args.out}")
     return report_failures([(str(p.path), p.failure or "unreadable") for p in preds if p.probs is None], len(preds))
 
