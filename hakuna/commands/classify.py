@@ -355,10 +355,11 @@ def _frame_source(args: argparse.Namespace, results) -> dict:
 def _classify_on_ray(args: argparse.Namespace, clf, results, frames: dict, threshold: float, progress) -> list:
     """The crops of ``results`` classified on a Ray cluster (decode tasks + a classifier actor pool)."""
     from camtrap.engine import wanted_detections
-    from classifier.predict import CropClassifier
+    from classifier.predict import CropClassifier, framing_notice
 
     if args.tta:
         raise UsageError("--engine ray does not take --tta")
+    framing_notice(clf.spec, "crops")
     limit = CropClassifier(clf, threshold).max_crops_per_frame
     todo = [frames[f.file] for f in results.frames
             if f.file in frames and wanted_detections(f.detections, threshold, limit)]  # fmt: skip
