@@ -273,7 +273,8 @@ def classify_paths(clf: Classifier, frames: list[FrameRef], *, batch_size: int =
 
 
 def predictions_table(preds: list[CropPrediction], classes: tuple[str, ...], top_k: int = 3) -> pd.DataFrame:
-    """One row per crop: file, detection index and confidence, box, top-k classes, then every class's probability."""
+    """One row per crop: file, detection index and confidence, box, top-k classes, then every class's probability
+    (``p_<class>``, as in folder mode's sequences.csv: a class named ``file`` or ``top1`` cannot collide)."""
     rows = []
     for p in preds:
         order = np.argsort(p.probs)[::-1][:top_k]
@@ -281,7 +282,7 @@ def predictions_table(preds: list[CropPrediction], classes: tuple[str, ...], top
                "bbox": " ".join(f"{v:.4f}" for v in p.detection.bbox_xywh_norm)}  # fmt: skip
         for k, j in enumerate(order, 1):
             row[f"top{k}"], row[f"top{k}_prob"] = classes[j], round(float(p.probs[j]), 6)
-        row.update({c: float(v) for c, v in zip(classes, p.probs)})
+        row.update({f"p_{c}": float(v) for c, v in zip(classes, p.probs)})  # p_: never a fixed column's name
         rows.append(row)
     return pd.DataFrame(rows)
 

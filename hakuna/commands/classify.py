@@ -332,9 +332,10 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     with tqdm(total=len(refs), desc="classify", unit="img", disable=args.no_progress) as bar:
         preds = classify_paths(clf, refs, batch_size=args.batch_size, tta=args.tta, workers=args.workers,
                                progress=bar.update)  # fmt: skip
-    rows = [{"path": p.path, "failure": p.failure or "",
-             **dict(zip(clf.spec.classes, p.probs or [""] * len(clf.spec.classes)))} for p in preds]
-    table = pd.DataFrame(rows, columns=["path", "failure", *clf.spec.classes])
+    columns = [f"p_{c}" for c in clf.spec.classes]  # p_: a class named path or failure cannot collide
+    rows = [{"path": p.path, "failure": p.failure or "", **dict(zip(columns, p.probs or [""] * len(columns)))}
+            for p in preds]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["path", "failure", *columns])
     atomic_write_csv(args.out, spreadsheet_safe_table(table), index=False)
     print(f"{len(preds)} images ({sum(p.probs is None for p in preds)} unreadable) -> {args.out}")
     return report_failures([(str(p.path), p.failure or "unreadable") for p in preds if p.probs is None], len(preds))

@@ -316,11 +316,11 @@ def test_class_names_and_paths_are_never_formulas_in_classify_csv(tmp_path):
     (imgs / "p0.jpg").rename(imgs / "=cmd.jpg")
     csv = tmp_path / "photos.csv"
     csv.write_text("path,label\n=cmd.jpg,zebra\n")
-    model = make_random_classifier(tmp_path, classes=("=1+1", "@SUM(A1)", "zebra"))
+    model = make_random_classifier(tmp_path, classes=("=1+1", "@SUM(A1)", "failure", "path", "zebra"))
     assert main(["classify", "--model", str(model), "--images-csv", str(csv), "--root", str(imgs), "--out",
                  str(tmp_path / "o.csv"), "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
     lines = (tmp_path / "o.csv").read_text().splitlines()
-    assert lines[0] == "path,failure,'=1+1,'@SUM(A1),zebra"
+    assert lines[0] == "path,failure,p_=1+1,p_@SUM(A1),p_failure,p_path,p_zebra"  # p_: no formula, no collision
     assert lines[1].startswith("'=cmd.jpg,,"), lines[1]
 
 
