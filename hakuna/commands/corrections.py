@@ -27,8 +27,9 @@ def correction_set(args: argparse.Namespace):
         raise UsageError("--reviewed-only (the default) and --include-unreviewed contradict each other")
     samples = correction_samples(args.corrections, args.images, include_unreviewed=args.include_unreviewed,
                                  allow_outside_root=args.allow_outside_root)  # fmt: skip
-    known = {c for cell in read_corrections(args.corrections)["predicted"] for c in cell.split(";") if c}
-    where = "predicted in the corrections"
+    table = read_corrections(args.corrections)
+    known = {c for cell in (*table["predicted"], *table["label"]) for c in cell.split(";") if c}
+    where = "predicted or given in the corrections"
     if args.review is not None:
         known |= set(review_labels(args.review))
         where = "of the classifier the review site shows"
