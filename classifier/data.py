@@ -222,7 +222,7 @@ def _crop_kind(row, verdict: list[str] | None, include_unreviewed: bool) -> tupl
         return "unreviewed", include_unreviewed
     if verdict == [EMPTY] or len(verdict) != 1:  # called empty, or several species: which crop is which is unknown
         return "in a sequence called empty or with several species", False
-    return "unreviewed, in a sequence a person labelled", include_unreviewed
+    return "unreviewed in a sequence a person labelled", include_unreviewed
 
 
 def correction_samples(csv_path: str | os.PathLike[str], image_root: Path, *, include_unreviewed: bool = False,
