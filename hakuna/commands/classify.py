@@ -43,14 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("train", help="train a classifier on crops, whole frames or a path,label CSV")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--data", type=Path, help="competition-layout dataset folder (as `hakuna synth` writes)")
-    src.add_argument("--images-csv", type=Path, help="CSV with path,label[,group_id] columns")
-    src.add_argument("--corrections", type=Path, help="corrections.csv downloaded from a review site (with --images)")
+    src.add_argument("--images-csv", type=Path, help="CSV with path,label[,group_id] columns (with --corrections: "
+                                                     "the labelled photos the corrections are added to)")
+    p.add_argument("--corrections", type=Path, help="corrections.csv downloaded from a review site (with --images); "
+                                                    "alone or added to --images-csv")
     p.add_argument("--images", type=Path, help="with --corrections: the image root the review site was built from")
     p.add_argument("--root", type=Path, help="with --images-csv: folder its paths are relative to (default: the CSV's)")
-    p.add_argument("--reviewed-only", action="store_true",
-                   help="with --corrections: learn only from crops a person confirmed or relabelled")
+    p.add_argument("--include-unreviewed", action="store_true",
+                   help="with --corrections: also learn from crops nobody reviewed (their predicted label, or their "
+                        "sequence's one-species verdict); default: only crops a person confirmed or relabelled")
+    p.add_argument("--reviewed-only", action="store_true", help=argparse.SUPPRESS)  # the default now; older scripts
+    p.add_argument("--review", type=Path,
+                   help="with --corrections: the review site (its folder) the corrections came from: warn about the "
+                        "classes of its classifier that the new model would not learn")
     p.add_argument("--detections", type=Path, help="detector results JSON for the training images (crops mode)")
     p.add_argument("--source", choices=SOURCES, default="crops", help="with --data: crops (two-stage) or frames")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
@@ -180,16 +187,17 @@ def _train_data(args: argparse.Namespace):
 
 def _samples(args: argparse.Namespace):
     from camtrap.mdjson import read_results
-    from classifier.data import correction_samples, crop_samples, csv_samples, frame_samples
+    from classifier.data import crop_samples, csv_samples, frame_samples
     from detector.weights import results_threshold
 
     if args.corrections is not None:
-        if args.images is None:
-            raise UsageError("--corrections needs --images (the image root the review site was built from)")
-        return correction_samples(args.corrections, args.images, reviewed_only=args.reviewed_only,
-                                  allow_outside_root=args.allow_outside_root)  # fmt: skip
+        from hakuna.commands.corrections import correction_set
+
+        return correction_set(args)
     if args.images_csv is not None:
         return csv_samples(args.images_csv, args.root)
+    if args.data is None:
+        raise UsageError("one of --data, --images-csv or --corrections is required")
     data = _train_data(args)
     if args.source == "frames":
         return frame_samples(data)
