@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from camtrap.fileio import DataError
+from camtrap.fileio import DataError, NonStandardNumber, loads_strict
 
 __all__ = ["MISSING", "parse_json", "field", "number", "integer", "numbers", "text", "texts", "boolean", "mapping",
            "finite_number"]
@@ -30,7 +30,9 @@ MISSING: Any = object()
 def parse_json(text: str, source: Source, what: str) -> Any:
     """``text`` parsed as JSON; a :class:`DataError` naming ``source`` when it is not (``what``: "the spec")."""
     try:
-        return json.loads(text)
+        return loads_strict(text)
+    except NonStandardNumber as exc:
+        raise DataError(source, str(exc)) from exc
     except (json.JSONDecodeError, TypeError, RecursionError) as exc:
         raise DataError(source, f"{what} is not JSON ({str(exc)[:80]})") from exc
 

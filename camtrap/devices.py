@@ -41,9 +41,21 @@ def resolve_device(name: str | None) -> str:
     return default_device() if name in (None, "auto") else str(name)
 
 
+_CHECKED: set[tuple[str, int, int]] = set()  # ONNX files whose weights were found finite
+
+
 def onnx_session(path: str | os.PathLike[str], device: str | None = "cpu"):
-    """An onnxruntime session: CUDA provider first unless ``device`` is "cpu" or there is no GPU, then CPU."""
+    """An onnxruntime session: CUDA provider first unless ``device`` is "cpu" or there is no GPU, then CPU; weights
+    with NaN or infinities are refused (:func:`camtrap.safeload.check_onnx_weights`, once per file version)."""
     import onnxruntime as ort
+
+    from camtrap.safeload import check_onnx_weights
+
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _CHECKED:
+        check_onnx_weights(path)
+        _CHECKED.add(key)
 
     providers = ["CPUExecutionProvider"]
     if device != "cpu" and cuda_available_to_onnxruntime():

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pandas is imported where a CSV is read or written, not with
     import pandas as pd
 
 __all__ = ["DataError", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_csv", "read_json",
+           "loads_strict", "NonStandardNumber", "spreadsheet_safe", "spreadsheet_safe_table",
            "read_csv", "check_writable"]  # fmt: skip
 
 
@@ -35,11 +36,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False,
+                 fsync: bool = True) -> Path:
     """Write a file through ``write(handle)`` into a temporary sibling, fsync it, then rename it into place.
 
     A reader never sees a half-written file, and a crash leaves either the old file or the new one.  The file
     gets the permissions a plain ``open`` would give it (0666 less the umask), not the temporary file's 0600.
+    ``fsync=False`` (many small files that can be remade) keeps the rename, so a killed process still leaves no
+    half-written file, but not the guarantee across a power cut.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +53,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None],
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,6 +77,50 @@ def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame, **to_csv
     return atomic_write(path, lambda f: frame.to_csv(f, **to_csv_kwargs))
 
 
+class NonStandardNumber(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in a JSON text: Python's parser accepts them, JSON does not."""
+
+
+class _Constant(str):
+    """Where the parser met ``NaN`` or an infinity (its text), found again by :func:`_constant_path`."""
+
+
+def _constant_path(value: Any, where: str = "") -> tuple[str, str] | None:
+    """(field path, text) of the first :class:`_Constant` in a parsed value, e.g. ``("images[3].conf", "NaN")``."""
+    if isinstance(value, _Constant):
+        return where or "(top level)", str(value)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _constant_path(item, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found:
+            return found
+    return None
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """``json.loads`` that refuses ``NaN`` and the infinities (:class:`NonStandardNumber`, naming the field), so
+    none reaches a field a loader passes on unchecked, or an output written back from it."""
+    seen: list[str] = []
+    value = json.loads(text, parse_constant=lambda name: seen.append(name) or _Constant(name))
+    if seen:  # only then walk the parsed value (a LILA file is gigabytes)
+        where, name = _constant_path(value) or ("?", seen[0])
+        raise NonStandardNumber(f"{where}: {name} is not a JSON number")
+    return value
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A cell a spreadsheet shows as text: strings starting with = + - @ (or tab/CR) get a leading '."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :func:`spreadsheet_safe` applied to every cell and column name (class names come from
+    people's label files: a class ``=1+1`` was a formula in a CSV header)."""
+    return frame.map(spreadsheet_safe).rename(columns=spreadsheet_safe)
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Parse a JSON file; any problem (missing, unreadable, not UTF-8, not JSON) is a :class:`DataError`."""
     path = Path(path)
@@ -82,9 +131,11 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except OSError as exc:
         raise DataError(path, f"cannot read: {exc.strerror or exc}") from exc
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from exc
+    except NonStandardNumber as exc:
+        raise DataError(path, f"not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise DataError(path, "JSON nested too deeply") from exc
 

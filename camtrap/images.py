@@ -25,8 +25,8 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from camtrap.frames import FrameRef, checked_path
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_FILE_BYTES", "Failure", "file_too_large", "LoadedImage", "load_image",
-           "load_frame", "exif_datetime"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_FILE_BYTES", "Failure", "file_too_large", "allow_pixels", "LoadedImage",
+           "load_image", "load_frame", "exif_datetime"]
 
 log = logging.getLogger(__name__)
 _EXIF_DATETIME_ORIGINAL = 0x9003
@@ -92,6 +92,21 @@ def exif_datetime(img: Image.Image) -> str | None:
     return str(value).strip() if value else None
 
 
+def _orientation(img: Image.Image) -> int:
+    """EXIF Orientation 1..8; 1 (as is) for anything else, as ``ImageOps.exif_transpose`` leaves such images
+    unrotated (a value of 9, a string or a list must not swap the reported width and height)."""
+    value = img.getexif().get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def allow_pixels(max_pixels: int | None) -> None:
+    """Let PIL open images up to ``max_pixels`` (ours is then the guard that fires): PIL refuses more than twice
+    its ``MAX_IMAGE_PIXELS`` (179 MP) by itself, which made ``--max-pixels`` above that a promise not kept.  PIL's
+    limit is only ever raised, to what the caller asked for."""
+    if max_pixels is not None and Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def file_too_large(size: int, max_bytes: int | None) -> str | None:
     """The failure detail for a file of ``size`` bytes over ``max_bytes`` (None: within the limit, or no limit)."""
     if max_bytes is None or size <= max_bytes:
@@ -120,6 +135,7 @@ def load_image(
         max_bytes: refuse (as a failure) files larger than this, before opening them; None: no limit.
     """
     path = Path(path)
+    allow_pixels(max_pixels)
     try:
         size = path.stat().st_size
         if size == 0:
@@ -128,7 +144,7 @@ def load_image(
             return _fail(path, Failure.TOO_LARGE, too_large)
     except FileNotFoundError:
         return _fail(path, Failure.MISSING)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a NUL byte in a CSV's path)
         return _fail(path, Failure.MISSING, str(exc))
     try:
         with warnings.catch_warnings():
@@ -138,7 +154,7 @@ def load_image(
                     return _fail(path, Failure.TOO_LARGE, f"{img.size[0]} x {img.size[1]} pixels is over the limit "
                                  f"of {max_pixels:,}")
                 stamp = exif_datetime(img) if read_datetime else None
-                orientation = img.getexif().get(0x0112, 1)
+                orientation = _orientation(img)
                 full_w, full_h = img.size if orientation < 5 else img.size[::-1]
                 ratio = max_side / max(img.size) if max_side else 1.0
                 if ratio < 1.0 and img.format == "JPEG":
@@ -146,10 +162,12 @@ def load_image(
                 img.load()
                 upright = (ImageOps.exif_transpose(img) or img) if orientation in range(2, 9) else img  # no copy
                 pixels = np.asarray(_to_rgb(upright))
-    except (UnidentifiedImageError, ImportError) as exc:
-        # ImportError: a library that patches PIL.Image.open (ultralytics does) tried an optional decoder plugin
-        # for a file PIL could not identify.
+    except UnidentifiedImageError as exc:
         return _fail(path, Failure.NOT_AN_IMAGE, str(exc))
+    except ImportError:
+        # a library that patches PIL.Image.open (ultralytics does) tried an optional decoder plugin for a file PIL
+        # could not identify: what matters is PIL's answer, not the plugin's name.
+        return _fail(path, Failure.NOT_AN_IMAGE, f"cannot identify image file {str(path)!r}")
     except Image.DecompressionBombError as exc:
         return _fail(path, Failure.TOO_LARGE, str(exc))
     except (OSError, SyntaxError, ValueError) as exc:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import SequenceSet, check_metadata
-from camtrap.fileio import DataError
+from camtrap.fileio import DataError, NonStandardNumber, loads_strict
 from camtrap.labels import COLUMNS, EMPTY, column_for_lila
 
 __all__ = ["read_lila_sequences", "read_lila_boxes", "BOX_COLUMNS"]
@@ -32,11 +32,13 @@ BOX_COLUMNS = ("file_name", "category", "x_min_norm", "y_min_norm", "width_norm"
 def _load(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = loads_strict(f.read())
     except OSError as exc:
         raise DataError(path, f"cannot read: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from exc
+    except NonStandardNumber as exc:
+        raise DataError(path, f"not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise DataError(path, f"top level is a {type(data).__name__}, not an object: not a COCO Camera Traps file")
     for key in ("images", "annotations", "categories"):

@@ -20,12 +20,12 @@ import importlib
 import os
 import pickle
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = ["UntrustedFileError", "ModelFileError", "pickle_globals", "load_torch_file", "resolve_global",
-           "module_class_allowlist"]
+           "module_class_allowlist", "check_finite_weights", "check_onnx_weights"]
 
 PLAIN_GLOBALS = frozenset({"collections.OrderedDict", "builtins.set", "__builtin__.set", "torch.Size"})
 
@@ -126,3 +126,37 @@ def load_torch_file(path: str | os.PathLike[str], *, allow: Callable[[str], bool
         raise ModelFileError(f"{path}: references a class this installation does not have ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - truncated or damaged files, reported in one line
         raise ModelFileError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from exc
+
+
+def check_finite_weights(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
+    """Refuse a model whose floating-point weights (a ``state_dict``) hold NaN or infinities: a damaged or hostile
+    file would otherwise give NaN probabilities, or a detector that silently finds nothing.
+
+    Raises:
+        ModelFileError: naming the file and the first such tensor.
+    """
+    for name, tensor in state.items():
+        if getattr(tensor, "is_floating_point", lambda: False)() and not bool(tensor.isfinite().all()):
+            raise ModelFileError(f"{path}: weight {name!r} holds NaN or infinite values")
+
+
+def check_onnx_weights(path: str | os.PathLike[str]) -> None:
+    """:func:`check_finite_weights` for an ONNX file's initializers.  Skipped where the ``onnx`` package is absent
+    (the offline runner, which runs the weights its own package exported) or cannot parse the file (onnxruntime
+    then says what is wrong with it).
+
+    Raises:
+        ModelFileError: naming the file and the first initializer with NaN or infinite values.
+    """
+    try:
+        import numpy as np
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(path)).graph
+    except Exception:  # noqa: BLE001 - no onnx package, or a file only onnxruntime can judge
+        return
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ModelFileError(f"{path}: weight {init.name!r} holds NaN or infinite values")

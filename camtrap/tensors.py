@@ -30,7 +30,7 @@ from camtrap.batching import batched
 from camtrap.engine import DecodedFrame, DecodePlan, EngineConfig
 from camtrap.frames import FrameRef, checked_path
 from camtrap.geometry import PAD_VALUE, Letterbox, crop_box, letterbox_offsets, letterbox_size
-from camtrap.images import Failure, exif_datetime, file_too_large, load_image
+from camtrap.images import Failure, allow_pixels, exif_datetime, file_too_large, load_image
 from camtrap.stream import ordered_map
 
 __all__ = ["decoded_batches", "letterbox_tensor", "stack_letterboxed", "cut_crops", "concat"]
@@ -61,12 +61,13 @@ def _read(ref: FrameRef, max_pixels: int | None, max_bytes: int | None) -> _Read
             data = f.read() if max_bytes is None else f.read(max_bytes + 1)  # bounded even if the file grows
     except FileNotFoundError:
         return _Read(ref, failure=Failure.MISSING.value)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
         return _Read(ref, failure=f"{Failure.MISSING.value}: {exc}")
     if not data:
         return _Read(ref, failure=Failure.EMPTY.value)
     is_jpeg = data[:2] == _JPEG_MAGIC
     if is_jpeg and max_pixels is not None:
+        allow_pixels(max_pixels)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -10,14 +10,13 @@ common (results files name frames relative to wherever the detector ran).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from camtrap.fileio import DataError
+from camtrap.fileio import read_json
 from camtrap.mdjson import DetectionResults, read_results, results_from_boxes
 from classifier.data import SampleSet
 
@@ -32,10 +31,7 @@ def read_box_file(path: str | os.PathLike[str]) -> DetectionResults:
     from camtrap.lila import read_lila_boxes
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"not a readable JSON file: {exc}") from exc
+    data = read_json(path)
     if isinstance(data, dict) and "annotations" in data:
         boxes = read_lila_boxes(path)
         return results_from_boxes(sorted(set(boxes["file_name"])), boxes, detector=f"boxes:{path.name}")

@@ -29,6 +29,9 @@ class FewShotConfig:
     crop_view_sets: tuple[tuple[str, ...], ...] = (("stretch",), ("stretch", "zoom"))
     scales: tuple[float, ...] = (1.0,)  # backbones run at their native input size times each
     self_train: tuple[float, ...] = ()  # transductive self-training thresholds tried (classifier.selftrain); () off
+    # classes without a training photo: weights 0, bias = the mean bias of the others + one of these (chosen by
+    # inner CV together with leaving the fitted head as it is); () leaves the head as fitted
+    absent_bias: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0)
     folds: int = 5
     use_prior: bool = True  # the ImageNet zero-shot prior (classifier.imagenet_prior)
     seed: int = 0

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 CV_RECIPES = ("linear-probe", "fewshot", "fewshot-ft", "full")
 LINEAR_PROBE_L2 = (3e-3, 0.01, 0.03, 0.1, 0.3)
 SELF_TRAIN_THRESHOLDS = (0.5, 0.8)
-OPTION_NAMES = ("lite0-old", "lite0-shape", "lite0-multicrop", "lite0-default", "old", "default", "selftrain")
+OPTION_NAMES = ("lite0-old", "lite0-shape", "lite0-multicrop", "lite0-default", "old", "no-absent", "default",
+                "selftrain")
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,11 @@ def _fewshot(samples, index, folds, embedded, cfg, *, finetune: bool = False, ca
         choose,
         finetune_model,
         finetune_schedule,
+        fit_for,
         fit_temperature,
         probe_model,
     )
-    from classifier.probe import fit_head, head_logits, probs_of
+    from classifier.probe import head_logits, probs_of
 
     targets, out, chosen = samples.targets(), np.zeros((len(samples.samples), len(samples.classes))), []
     raw = np.zeros_like(out)
@@ -119,7 +121,7 @@ def _fewshot(samples, index, folds, embedded, cfg, *, finetune: bool = False, ca
             epochs, ft_oof, pixels = finetune_schedule(samples, train, setting, emb, cfg, cache_dir, device)
             oof = ft_oof if epochs else oof
         t = fit_temperature(oof, targets[train], samples.multilabel)
-        fit = fit_head(emb, targets, train, l2=setting.l2, use_prior=cfg.use_prior, multilabel=samples.multilabel)
+        fit = fit_for(setting, emb, targets, train, use_prior=cfg.use_prior, multilabel=samples.multilabel)
         logits = head_logits(fit, emb, test)
         if epochs:
             logits = finetune_model(probe_model(samples, setting, fit), samples, train, setting, pixels, epochs, cfg,
@@ -130,7 +132,7 @@ def _fewshot(samples, index, folds, embedded, cfg, *, finetune: bool = False, ca
         raw[test] = probs_of(logits, multilabel=samples.multilabel)
         chosen.append({"backbones": "+".join(setting.backbones), "views": "+".join(setting.views),
                        "scale": setting.scale, "l2": setting.l2, "temperature": round(t, 3),
-                       "alpha": round(fit.alpha, 3), "finetune_epochs": epochs,
+                       "alpha": round(fit.alpha, 3), "absent_bias": setting.absent, "finetune_epochs": epochs,
                        "self_train": threshold})  # fmt: skip
     return out, {"folds": chosen, "uncalibrated": raw}
 
@@ -240,16 +242,18 @@ def _run(recipe: str, samples: SampleSet, index: np.ndarray, fold: np.ndarray, e
 
 def option_table(base: FewShotConfig) -> dict[str, FewShotConfig]:
     """The few-shot options compared by ``hakuna classifier cv --options``.  On Lite0 (cheap), each adds one thing to
-    the recipe as it was (stretched or centre-square photo, native scale); then every installed Lite backbone, as
-    it was and with everything the recipe now tries (``default``), and that with self-training.  (Scale 1.3,
+    the recipe as it was (stretched or centre-square photo, native scale, classes without a photo left as fitted);
+    then every installed Lite backbone, as it was, with everything but the bias of absent classes
+    (``no-absent``), with everything the recipe now tries (``default``), and that with self-training.  (Scale 1.3,
     ``FewShotConfig.scales``, is left out: it extracts every view again at 1.7x the cost.)"""
-    old = {"view_sets": (("stretch",), ("center",)), "scales": (1.0,)}
+    old = {"view_sets": (("stretch",), ("center",)), "scales": (1.0,), "absent_bias": ()}
     lite0 = {"backbones": ("efficientnet_lite0",)}
     variants = {"lite0-old": {**old, **lite0},
                 "lite0-shape": {**old, **lite0, "view_sets": (*old["view_sets"], ("shape",))},
                 "lite0-multicrop": {**old, **lite0, "view_sets": (*old["view_sets"], MULTI_CROP)},
                 "lite0-default": lite0,
-                "old": old, "default": {}, "selftrain": {"self_train": SELF_TRAIN_THRESHOLDS}}  # fmt: skip
+                "old": old, "no-absent": {"absent_bias": ()}, "default": {},
+                "selftrain": {"self_train": SELF_TRAIN_THRESHOLDS}}  # fmt: skip
     assert tuple(variants) == OPTION_NAMES
     return {k: dataclasses.replace(base, **v) for k, v in variants.items()}
 

@@ -227,12 +227,10 @@ def csv_unlabelled(csv_path: str | os.PathLike[str], root: Path | None, classes:
     return SampleSet(samples, classes, False, f"unlabelled:{csv_path.name}")
 
 
-def _correction_row(path: Path, line: int, row, reviewed_only: bool) -> tuple[str, tuple[float, ...]] | None:
-    """(label, bbox) of one corrections row, None when it is not a training sample."""
+def _correction_row(path: Path, line: int, row) -> tuple[str, tuple[float, ...]]:
+    """(label, bbox) of one corrections row that is a training sample."""
     if row.status not in CORRECTION_STATUSES:
         raise DataError(path, f"status {row.status!r} is not one of {CORRECTION_STATUSES}", line=line)
-    if row.status == "rejected" or (reviewed_only and row.status == "unreviewed"):
-        return None
     label = row.label if row.status == "relabelled" else (row.label or row.predicted)
     if not label:
         raise DataError(path, "no label (a relabelled row needs one)", line=line)
@@ -246,33 +244,53 @@ def _correction_row(path: Path, line: int, row, reviewed_only: bool) -> tuple[st
     return label, bbox  # type: ignore[return-value]
 
 
-def correction_samples(csv_path: str | os.PathLike[str], image_root: Path, *, reviewed_only: bool = False,
+def _crop_kind(row, verdict: list[str] | None, include_unreviewed: bool) -> tuple[str, bool]:
+    """(what a crop row is, whether it is learned from): a person's crop verdict, its sequence's, or none."""
+    if row.status not in CORRECTION_STATUSES:
+        return row.status, True  # refused by _correction_row, naming the line
+    if row.status != "unreviewed":
+        return row.status, row.status != "rejected"
+    if verdict is None:
+        return "unreviewed", include_unreviewed
+    if verdict == [EMPTY] or len(verdict) != 1:  # called empty, or several species: which crop is which is unknown
+        return "in a sequence called empty or with several species", False
+    return "unreviewed in a sequence a person labelled", include_unreviewed
+
+
+def correction_samples(csv_path: str | os.PathLike[str], image_root: Path, *, include_unreviewed: bool = False,
                        allow_outside_root: bool = False) -> SampleSet:  # fmt: skip
     """Crops from a review site's ``corrections.csv``: confirmed crops keep the predicted label, relabelled ones take
-    the reviewer's, rejected ones are left out; unreviewed ones keep the prediction unless ``reviewed_only``.
-    Crops are cut from the original frames under ``image_root`` (kept inside it)."""
+    the reviewer's, rejected ones are left out.  Crops nobody reviewed are left out too unless
+    ``include_unreviewed`` (then they keep the prediction, or take their sequence's one-species verdict): an
+    unreviewed box may be a rock.  Crops are cut from the original frames under ``image_root`` (kept inside it)."""
     csv_path = Path(csv_path)
     df = read_corrections(csv_path)
     seq_labels = _sequence_reviews(df)
-    rows = []
+    rows, used, unused = [], {}, {}
     for i, row in enumerate(df.itertuples(index=False)):
         if row.crop_id.startswith(SEQUENCE_ROW):
             continue
         verdict = seq_labels.get(row.seq_id)
-        if verdict is not None and row.status == "unreviewed":  # the sequence's review decides for its crops
-            if verdict == [EMPTY] or len(verdict) != 1:
-                continue  # called empty (or several species: which crop is which is unknown)
+        kind, learn = _crop_kind(row, verdict, include_unreviewed)
+        (used if learn else unused)[kind] = (used if learn else unused).get(kind, 0) + 1
+        if not learn:
+            continue
+        if row.status == "unreviewed" and verdict is not None:  # the sequence's review decides for its crops
             row = row._replace(status="relabelled", label=verdict[0])
-        parsed = _correction_row(csv_path, i + 2, row, reviewed_only)
-        if parsed is not None:
-            rows.append((row, *parsed))
+        rows.append((row, *_correction_row(csv_path, i + 2, row)))
     classes = classes_of([label for _, label, _ in rows])
     samples = [Sample(frame_ref(image_root, row.file, allow_outside_root=allow_outside_root), bbox,
                       tuple(1.0 if c == label else 0.0 for c in classes), row.file, row.crop_id)
                for row, label, bbox in rows]  # fmt: skip
-    kinds = df["status"].value_counts().to_dict()
-    log.info("%s: %d crops to learn from (%s)", csv_path.name, len(samples), kinds)
+    hint = "" if include_unreviewed or not any(k.startswith("unreviewed") for k in unused) else \
+        " (--include-unreviewed learns from unreviewed crops too)"
+    log.info("%s: %d crops to learn from (%s); not used: %d (%s)%s", csv_path.name, len(samples), _counts(used),
+             sum(unused.values()), _counts(unused), hint)  # fmt: skip
     return SampleSet(tuple(samples), classes, False, f"corrections:{csv_path.name}")
+
+
+def _counts(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])) or "none"
 
 
 def _unescape(value: str) -> str:

@@ -36,7 +36,7 @@ from classifier.probe import Embeddings, ProbeClassifier, ProbeFit, fit_head, he
 from classifier.spec import ModelSpec, ResizePolicy
 
 __all__ = ["FewShotConfig", "Setting", "group_folds", "embeddings", "out_of_fold", "choose", "fit_temperature",
-           "calibration_error", "candidate_settings", "fit_setting", "finetune_schedule", "finetune_model",
+           "calibration_error", "candidate_settings", "fit_for", "fit_setting", "finetune_schedule", "finetune_model",
            "setting_pixels", "probe_model", "installed_backbones", "log_loss"]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Setting:
     """One candidate: a set of backbones (features concatenated), the views pooled (:mod:`classifier.views`), the
-    scale the backbones run at (x their native size), the L2 strength, and the mosaic's tile size."""
+    scale the backbones run at (x their native size), the L2 strength, the mosaic's tile size, and the bias of
+    classes without a training photo (:meth:`classifier.probe.ProbeFit.with_absent`; chosen with the rest)."""
 
     backbones: tuple[str, ...]
     views: tuple[str, ...]
     l2: float
     scale: float = 1.0
     tile: int = 0  # 0: the largest scaled size of the set
+    absent: float | None = None  # None: the head as fitted
 
     @property
     def key(self) -> tuple:
@@ -110,14 +112,25 @@ def embeddings(samples: SampleSet, settings: list[Setting], cache_dir: Path,
 
 
 def out_of_fold(emb: Embeddings, targets: np.ndarray, index: np.ndarray, folds: np.ndarray, *, l2: float,
-                use_prior: bool, multilabel: bool) -> np.ndarray:  # fmt: skip
-    """Per-view logits (2, len(index), C) of each sample in ``index`` from a head fitted without its fold."""
-    out = np.zeros((len(emb.features), len(index), targets.shape[1]))
+                use_prior: bool, multilabel: bool, absent: tuple = (None,)) -> dict:  # fmt: skip
+    """Per-view logits (2, len(index), C) of each sample in ``index`` from a head fitted without its fold, for each
+    bias of ``absent`` (the classes without a photo outside the fold; :meth:`ProbeFit.with_absent`): one fit per
+    fold serves them all.  Returns {bias: logits}."""
+    out = {a: np.zeros((len(emb.features), len(index), targets.shape[1])) for a in absent}
     for f in np.unique(folds[index]):
         test = folds[index] == f
         fit = fit_head(emb, targets, index[~test], l2=l2, use_prior=use_prior, multilabel=multilabel)
-        out[:, test] = head_logits(fit, emb, index[test])
+        present = targets[index[~test]].sum(axis=0) > 0
+        for a in absent:
+            out[a][:, test] = head_logits(fit.with_absent(present, a), emb, index[test])
     return out
+
+
+def fit_for(setting: Setting, emb: Embeddings, targets: np.ndarray, index: np.ndarray, *, use_prior: bool,
+            multilabel: bool) -> ProbeFit:  # fmt: skip
+    """The head of ``setting`` fitted on samples ``index`` (classes without a photo there set as it says)."""
+    fit = fit_head(emb, targets, index, l2=setting.l2, use_prior=use_prior, multilabel=multilabel)
+    return fit.with_absent(targets[index].sum(axis=0) > 0, setting.absent)
 
 
 def log_loss(probs: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
@@ -192,17 +205,18 @@ def choose(samples: SampleSet, index: np.ndarray, cfg: FewShotConfig, embedded: 
     best: tuple[float, Setting | None, np.ndarray | None] = (math.inf, None, None)
     prior = cfg.use_prior if use_prior is None else use_prior
     memo = {} if memo is None else memo
+    absent = (None, *cfg.absent_bias) if prior else (None,)  # the linear probe (no prior) stays as fitted
     for setting in settings or candidate_settings(samples, cfg):
-        key = (setting, prior, k, cfg.seed, index.tobytes())
+        key = (setting, prior, k, cfg.seed, index.tobytes(), absent)
         if key not in memo:
-            logits = out_of_fold(embedded[setting.key], targets, index, inner, l2=setting.l2, use_prior=prior,
-                                 multilabel=samples.multilabel)  # fmt: skip
-            memo[key] = (log_loss(probs_of(logits, multilabel=samples.multilabel), targets[index], samples.multilabel),
-                         logits)  # fmt: skip
-        loss, logits = memo[key]
-        log.debug("%s: cross-validated log loss %.4f", setting, loss)
-        if loss < best[0]:
-            best = (loss, setting, logits)
+            variants = out_of_fold(embedded[setting.key], targets, index, inner, l2=setting.l2, use_prior=prior,
+                                   multilabel=samples.multilabel, absent=absent)  # fmt: skip
+            memo[key] = [(log_loss(probs_of(z, multilabel=samples.multilabel), targets[index], samples.multilabel),
+                          dataclasses.replace(setting, absent=a), z) for a, z in variants.items()]  # fmt: skip
+        for loss, chosen, logits in memo[key]:
+            log.debug("%s: cross-validated log loss %.4f", chosen, loss)
+            if loss < best[0]:
+                best = (loss, chosen, logits)
     assert best[1] is not None and best[2] is not None
     return best[1], best[2]
 
@@ -212,7 +226,7 @@ def fit_setting(samples: SampleSet, index: np.ndarray, setting: Setting, emb: Em
     """The model for ``setting`` fitted on samples ``index``, its spec (with the temperature fitted on the
     out-of-fold logits) and calibration figures."""
     targets = samples.targets()
-    fit = fit_head(emb, targets, index, l2=setting.l2, use_prior=use_prior, multilabel=samples.multilabel)
+    fit = fit_for(setting, emb, targets, index, use_prior=use_prior, multilabel=samples.multilabel)
     temperature = fit_temperature(oof_logits, targets[index], samples.multilabel) if calibrate else 1.0
     before = probs_of(oof_logits, multilabel=samples.multilabel)
     after = probs_of(oof_logits, multilabel=samples.multilabel, temperature=temperature)

@@ -59,6 +59,8 @@ class OnnxClassifier:
     def __init__(self, path: Path, device: str | None = None) -> None:
         try:
             meta = onnx_metadata(path)
+        except ModelFileError:
+            raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for truncated or foreign files
             raise ModelFileError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from exc
         if SPEC_KEY not in meta:

@@ -22,18 +22,18 @@ import pandas as pd
 from camtrap.batching import batched
 from camtrap.devices import resolve_device
 from camtrap.engine import EngineConfig, EngineTimes, run, wanted_detections
-from camtrap.fileio import atomic_write_csv
+from camtrap.fileio import atomic_write_csv, spreadsheet_safe_table
 from camtrap.frames import FrameRef
 from camtrap.images import load_frame
 from camtrap.mdjson import DetectionResults
 from camtrap.results import CropPrediction
-from camtrap.safeload import ModelFileError, load_torch_file
+from camtrap.safeload import ModelFileError, check_finite_weights, load_torch_file
 from camtrap.stream import ordered_map
 from classifier.spec import CHECKPOINT_FORMAT, ModelSpec
 
 __all__ = ["CHECKPOINT_FORMAT", "MAX_CROPS_PER_FRAME", "Classifier", "CropClassifier", "load", "predict_uint8",
            "classify_detections", "classify_paths", "PathPrediction", "predictions_table", "write_predictions",
-           "with_classifications", "read_checkpoint", "convert_checkpoint"]  # fmt: skip
+           "with_classifications", "read_checkpoint", "convert_checkpoint", "framing_notice"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 MAX_CROPS_PER_FRAME = 10
@@ -124,6 +124,7 @@ class TorchClassifier:
             raise ModelFileError(f"{path}: the weights do not fit the spec ({len(self.spec.classes)} classes, "
                                  f"{self.spec.backbone}): {(why[1] if len(why) > 1 else why[0]).strip()[:200]}") \
                 from exc  # fmt: skip
+        check_finite_weights(path, model.state_dict())
         model = optimise_for_inference(model, self.spec)
         self.model = model.to(self._device).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1) * 255
@@ -175,6 +176,25 @@ def predict_uint8(clf: Classifier, batch: Any, *, tta: bool = False) -> np.ndarr
     return np.asarray(probs, np.float32)
 
 
+def framing_notice(spec: ModelSpec, used_on: str) -> str | None:
+    """A warning, logged and returned, when a classifier trained on one framing (``spec.framing``: "crops" or
+    "photos") is used on the other (``used_on``); None when they agree.  Inference still honours the spec's resize
+    policy; what it cannot change is what the pictures show (a whole scene vs one animal's box)."""
+    if spec.framing == used_on:
+        return None
+    source = spec.training.get("source", "?")
+    if used_on == "crops":
+        msg = (f"this classifier was trained on whole photos (source {source}, resize {spec.resize.value}) and is "
+               "used here on square crops of detector boxes: its accuracy on crops was never measured; train it "
+               "on crops (classifier train --data with --detections, or --corrections) for this use")
+    else:
+        msg = (f"this classifier was trained on crops of detector boxes (source {source}) and is used here on whole "
+               "photos: its accuracy on whole photos was never measured; classify the crops of detections "
+               "(--detections) or train on whole photos for this use")
+    log.warning(msg)
+    return msg
+
+
 class CropClassifier:
     """A classifier as the engine's crop stage (:class:`camtrap.engine.CropStage`): geometry from its spec."""
 
@@ -199,7 +219,9 @@ def classify_detections(clf: Classifier, results: DetectionResults, frames: Mapp
                         failures: list[tuple[str, str]] | None = None) -> list[CropPrediction]:  # fmt: skip
     """Classify the crop of every animal detection at or above ``threshold`` (frames decoded once each, crops
     batched across frames).  ``frames`` maps each results ``file`` to where it is; only frames with a crop to
-    classify are read.  Frames that cannot be read are appended to ``failures`` as (file, reason)."""
+    classify are read.  Frames that cannot be read are appended to ``failures`` as (file, reason).  A classifier
+    trained on whole photos gets a warning (:func:`framing_notice`)."""
+    framing_notice(clf.spec, "crops")
     stage = CropClassifier(clf, threshold, tta=tta)
     todo = [frames[f.file] for f in results.frames if f.file in frames
             and wanted_detections(f.detections, threshold, stage.max_crops_per_frame)]  # fmt: skip
@@ -229,8 +251,10 @@ class PathPrediction:
 
 def classify_paths(clf: Classifier, frames: list[FrameRef], *, batch_size: int = 32, tta: bool = False,
                    workers: int = 2, progress: Callable[[int], None] | None = None) -> list[PathPrediction]:
-    """Classify whole images (decoded in ``workers`` threads); unreadable ones are recorded, never fatal."""
+    """Classify whole images (decoded in ``workers`` threads); unreadable ones are recorded, never fatal.  A
+    classifier trained on crops gets a warning (:func:`framing_notice`)."""
     spec = clf.spec
+    framing_notice(spec, "photos")
 
     def decode(ref: FrameRef):
         img = load_frame(ref, max_side=spec.source_max_side)
@@ -249,7 +273,8 @@ def classify_paths(clf: Classifier, frames: list[FrameRef], *, batch_size: int =
 
 
 def predictions_table(preds: list[CropPrediction], classes: tuple[str, ...], top_k: int = 3) -> pd.DataFrame:
-    """One row per crop: file, detection index and confidence, box, top-k classes, then every class's probability."""
+    """One row per crop: file, detection index and confidence, box, top-k classes, then every class's probability
+    (``p_<class>``, as in folder mode's sequences.csv: a class named ``file`` or ``top1`` cannot collide)."""
     rows = []
     for p in preds:
         order = np.argsort(p.probs)[::-1][:top_k]
@@ -257,7 +282,7 @@ def predictions_table(preds: list[CropPrediction], classes: tuple[str, ...], top
                "bbox": " ".join(f"{v:.4f}" for v in p.detection.bbox_xywh_norm)}  # fmt: skip
         for k, j in enumerate(order, 1):
             row[f"top{k}"], row[f"top{k}_prob"] = classes[j], round(float(p.probs[j]), 6)
-        row.update({c: float(v) for c, v in zip(classes, p.probs)})
+        row.update({f"p_{c}": float(v) for c, v in zip(classes, p.probs)})  # p_: never a fixed column's name
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -279,5 +304,5 @@ def with_classifications(results: DetectionResults, preds: list[CropPrediction],
 
 def write_predictions(path: Path, preds: list[CropPrediction], classes: tuple[str, ...], top_k: int = 3) -> Path:
     """Atomically write :func:`predictions_table` as CSV."""
-    return atomic_write_csv(path, predictions_table(preds, classes, top_k), index=False)
+    return atomic_write_csv(path, spreadsheet_safe_table(predictions_table(preds, classes, top_k)), index=False)
 

@@ -122,6 +122,17 @@ class ProbeFit:
     mu: np.ndarray
     sd: np.ndarray
 
+    def with_absent(self, present: np.ndarray, bias: float | None) -> ProbeFit:
+        """This head with every class not in ``present`` (a mask) given no weights and the others' mean bias plus
+        ``bias``: its logit is then the zero-shot prior plus a constant, not what L2 left of "never seen".  ``None``
+        (or every class present): the head as fitted."""
+        if bias is None or present.all() or not present.any():
+            return self
+        weight, b = self.weight.copy(), self.bias.copy()
+        weight[:, ~present] = 0.0
+        b[~present] = self.bias[present].mean() + bias
+        return ProbeFit(weight, b, self.alpha, self.mu, self.sd)
+
     def load_into(self, model: ProbeClassifier) -> ProbeClassifier:
         with torch.no_grad():
             model.head.weight.copy_(torch.from_numpy(self.weight.T.astype(np.float32)))

@@ -80,7 +80,7 @@ def train_fewshot(samples: SampleSet, out: Path, cfg: ClassifierTrainConfig, *, 
                             samples.classes)  # fmt: skip
     summary = {"recipe": "fewshot", "source": samples.source, "train_samples": int(len(index)),
                "unreadable": int((~ok).sum()), "backbone": "+".join(setting.backbones), "resize": spec.resize.value,
-               "views": "+".join(setting.views), "scale": setting.scale,
+               "views": "+".join(setting.views), "scale": setting.scale, "absent_bias": setting.absent,
                "l2": setting.l2, "finetune_epochs": epochs, "cv_folds": fcfg.folds, "cv_top1": metrics["top1"],
                **report}  # fmt: skip
     spec = dataclasses.replace(spec, training=summary)

@@ -72,6 +72,13 @@ class ModelSpec:
             side = self.input_hw[1] if self.views else max(self.input_hw)  # a mosaic's tile
             object.__setattr__(self, "source_max_side", side * factor)
 
+    @property
+    def framing(self) -> str:
+        """What the classifier was trained on: "crops" (detector boxes cut square, :data:`ResizePolicy.PAD_SQUARE`:
+        the policy both recipes record exactly when every training sample is a crop) or "photos" (whole frames or
+        photos: stretched, centre-cropped or viewed whole)."""
+        return "crops" if self.resize is ResizePolicy.PAD_SQUARE else "photos"
+
     def to_json(self) -> str:
         raw = dataclasses.asdict(self)
         raw["resize"] = self.resize.value

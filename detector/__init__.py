@@ -7,6 +7,13 @@ are resolved on first use, so importing the package stays light (the offline run
 """
 
 import importlib
+import os
+
+# ultralytics reads these once, when any module first imports it (resolving a checkpoint's classes does, before a
+# model is built): no DNS probe of whether it is online, and no `pip install` of a missing plugin at run time (a
+# file PIL cannot identify in a photo folder made it try to install pi-heif).
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 __all__ = ["load", "predict", "train"]
 _EXPORTS = {"load": ("detector.model", "load"), "predict": ("detector.predict", "detect_files"),

@@ -28,7 +28,13 @@ from camtrap import checks
 from camtrap.devices import onnx_metadata, onnx_session, resolve_device
 from camtrap.fileio import DataError
 from camtrap.geometry import Letterbox
-from camtrap.safeload import ModelFileError, UntrustedFileError, load_torch_file, module_class_allowlist
+from camtrap.safeload import (
+    ModelFileError,
+    UntrustedFileError,
+    check_finite_weights,
+    load_torch_file,
+    module_class_allowlist,
+)
 
 __all__ = ["DetectorSpec", "DetectorFormatError", "UntrustedFileError", "Detector", "load", "offline_ultralytics",
            "write_spec", "read_spec", "export_onnx", "checkpoint_format", "load_checkpoint", "is_model_class"]
@@ -322,18 +328,24 @@ def load(path: str | os.PathLike[str], *, device: str | None = None, spec: Detec
     elif kind == "yolov5":
         from detector.yolov5 import module_of
 
-        detector = TorchDetector(module_of(ckpt), spec, device)
+        detector = TorchDetector(_finite(path, module_of(ckpt)), spec, device)
     else:
         offline_ultralytics()  # ultralytics settings before its modules run
-        detector = TorchDetector(_module_from_checkpoint(ckpt), spec, device)
+        detector = TorchDetector(_finite(path, _module_from_checkpoint(ckpt)), spec, device)
     detector.file = path.name  # type: ignore[attr-defined]  # what results files call the detector
     return detector
+
+
+def _finite(path: Path, module):
+    """``module``, once its weights are checked finite."""
+    check_finite_weights(path, module.state_dict())
+    return module
 
 
 def _onnx_spec(path: Path) -> DetectorSpec | None:
     try:
         return read_spec(path)
-    except DataError:
+    except (DataError, ModelFileError):
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for truncated or foreign files
         raise DetectorFormatError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from exc

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from camtrap.engine import DecodedFrame, EngineConfig, EngineTimes, run
+from camtrap.fileio import DataError
 from camtrap.frames import FrameRef
 from camtrap.mdjson import DetectionResults, read_results, write_results
 from camtrap.results import Detection, FrameDetections
@@ -140,12 +141,20 @@ def _checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name + ".checkpoint.json")
 
 
-def _resumed(out: Path | None, resume: bool, wanted: set[str]) -> dict[str, FrameDetections]:
+def _resumed(out: Path | None, resume: bool, wanted: set[str], detector: Detector) -> dict[str, FrameDetections]:
+    """The frames a checkpoint (or finished file) at ``out`` holds; one written by another detector (file name,
+    version, input size or thresholds) is refused rather than mixed with this one's boxes."""
     if not resume or out is None:
         return {}
+    mine = results_for(detector, [])
     for source in (_checkpoint_path(out), out):
         if source.exists():
-            done = {k: v for k, v in read_results(source).by_file().items() if k in wanted}
+            previous = read_results(source)
+            theirs, ours = (previous.detector, previous.detector_metadata), (mine.detector, mine.detector_metadata)
+            if theirs != ours:
+                raise DataError(source, f"written by detector {theirs[0]!r} {theirs[1]}, not this run's {ours[0]!r} "
+                                        f"{ours[1]}: delete it or run without --resume")  # fmt: skip
+            done = {k: v for k, v in previous.by_file().items() if k in wanted}
             log.info("resuming: %d of %d frames already done (%s)", len(done), len(wanted), source.name)
             return done
     return {}
@@ -161,7 +170,7 @@ def detect_files(detector: Detector, frames: list[FrameRef], cfg: DetectConfig =
     file lists frames in input order, so a resumed run writes the same file as an uninterrupted one.
     """
     names = [f.file for f in frames]
-    done = _resumed(out, resume, set(names))
+    done = _resumed(out, resume, set(names), detector)
     if progress and done:
         progress(len(done))
     todo = [f for f in frames if f.file not in done]

@@ -114,6 +114,21 @@ class FusionModel:
         """The output columns other than ``empty``, in order (what crop evidence is given over)."""
         return tuple(c for c in self.classes if c != EMPTY)
 
+    def fit_summary(self) -> str:
+        """What the file says it was fitted on, for a human: "fitted on 55 sequences (2 empty, 53 with an animal;
+        default kept for: empty)"; older files say what they record."""
+        on = self.fitted_on
+
+        def count(key: str) -> str:
+            value = on.get(key)
+            return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
+
+        text = f"fitted on {count('sequences')} sequences ({count('empty')} empty, {count('animal')} with an animal"
+        kept = on.get("defaults_kept")
+        if isinstance(kept, list) and kept:
+            text += "; default kept for: " + ", ".join(str(k) for k in kept)
+        return text + ")"
+
     @classmethod
     def default_for(cls, classes: tuple[str, ...]) -> FusionModel:
         """The unfitted model for these output columns: P(empty) = 1 - the highest animal confidence, species the

@@ -55,8 +55,7 @@ def check_fusion(fusion: FusionModel, detector, classifier) -> FusionModel:
 def fusion_for(fusion: FusionModel | None, detector, classifier) -> tuple[FusionModel, str]:
     """The fusion to use and how to describe it: the checked file, or the stated default when there is none."""
     if fusion is not None:
-        fitted = fusion.fitted_on.get("sequences")
-        return check_fusion(fusion, detector, classifier), f"fitted ({fitted or '?'} sequences)"
+        return check_fusion(fusion, detector, classifier), fusion.fit_summary()
     model = FusionModel.default_for(output_columns(classifier.spec.classes))
     return (model.bind(detector.spec.typical_threshold),
             "default, not fitted: P(empty) = 1 - the detector's best confidence, species = crop probabilities pooled "

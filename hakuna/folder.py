@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap.dataset import ImageLayout, SequenceSet, check_metadata
-from camtrap.fileio import DataError, atomic_write_csv
+from camtrap.fileio import DataError, atomic_write_csv, spreadsheet_safe
 from camtrap.frames import list_image_files
 from camtrap.labels import EMPTY
 from camtrap.mdjson import DetectionResults, write_results
@@ -97,13 +97,6 @@ class FolderRun:
         gone = set(self.unreadable)
         return sum(1 for s in self.sequences if s.seq_id not in gone and self.table.loc[s.seq_id, EMPTY] <
                    cfg.empty_threshold)  # fmt: skip
-
-
-def spreadsheet_safe(value: object) -> object:
-    """A cell a spreadsheet shows as text: strings starting with = + - @ (or tab/CR) get a leading '."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def call_species(row: pd.Series, cfg: FolderConfig) -> tuple[str, float, int]:

@@ -27,7 +27,7 @@ from camtrap.frames import FrameRef
 from camtrap.labels import COLUMNS, SPECIES
 from camtrap.mdjson import DetectionResults
 from camtrap.metric import validate_submission
-from classifier.predict import Classifier, CropClassifier, with_classifications
+from classifier.predict import Classifier, CropClassifier, framing_notice, with_classifications
 from detector.model import Detector
 from detector.predict import FrameDetector, results_for
 from fusion import FusionMismatchError, FusionModel, SequenceEvidence, fuse_all
@@ -118,6 +118,7 @@ def stream_evidence(part: SequenceSet, detector: Detector, classifier: Classifie
                     species: tuple[str, ...] = SPECIES) -> Iterator[SequenceEvidence]:  # fmt: skip
     """Evidence for each sequence of ``part`` as soon as its frames are through the engine (or ``source``)."""
     start = time.perf_counter()
+    framing_notice(classifier.spec, "crops")
     crop = CropClassifier(classifier, detector.spec.conservative_threshold, tta=cfg.tta)
     if source is not None:
         outcomes = counted(source(part.frame_refs()), times)

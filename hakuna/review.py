@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from camtrap.fileio import atomic_write_text
+from camtrap.fileio import DataError, atomic_write, atomic_write_text
 from camtrap.frames import FrameRef, frame_ref
 from camtrap.geometry import DEFAULT_CROP_MARGIN, cut_crop
 from camtrap.images import load_frame
@@ -32,7 +32,7 @@ from camtrap.mdjson import DetectionResults
 from camtrap.results import FrameDetections
 from classifier.data import CORRECTION_COLUMNS
 
-__all__ = ["ReviewConfig", "build_review"]
+__all__ = ["ReviewConfig", "build_review", "review_labels"]
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent / "review_assets"
@@ -58,7 +58,11 @@ def _thumb(path: Path, rgb: np.ndarray, size: int) -> None:
     h, w = rgb.shape[:2]
     scale = size / max(h, w)
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise OSError(f"{path}: the thumbnail could not be encoded")
+    # atomic: an existing thumbnail is reused, so one cut short by a killed run would have stayed broken
+    atomic_write(path, lambda f: f.write(jpeg.tobytes()), binary=True, fsync=False)
 
 
 def _slug(file: str) -> str:
@@ -173,3 +177,27 @@ def build_review(results: DetectionResults, image_root: Path, out: Path, *, seq_
         shutil.copyfile(ASSETS / name, out / name)
     log.info("review site: %d crops, %d sequences, %d failures -> %s", len(crops), len(sequences), len(failures), out)
     return out / "index.html"
+
+
+def review_labels(where: Path) -> tuple[str, ...]:
+    """The classes of the classifier whose predictions a review site shows (its ``data.js`` ``labels``); ``where``
+    is the site's folder, its ``index.html`` or a folder-mode output folder (with ``review/``).
+
+    Raises:
+        DataError: naming ``data.js`` when it is missing or not a review site's.
+    """
+    folder = where.parent if where.suffix == ".html" else where
+    path = folder / "data.js" if (folder / "data.js").exists() or not (folder / "review").is_dir() else \
+        folder / "review" / "data.js"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read the review site's data ({exc.__class__.__name__})") from None
+    head, _, body = text.partition("=")
+    try:
+        labels = json.loads(body.strip().rstrip(";"))["labels"] if head.strip() == "window.REVIEW" else None
+    except (ValueError, KeyError, TypeError):
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+        raise DataError(path, "labels: not a review site's data.js (a list of class names expected)")
+    return tuple(labels)

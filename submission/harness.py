@@ -6,19 +6,23 @@ The container runs ``python main.py`` in a fresh folder with ``data/`` mounted r
 uts and cgroup namespaces, with a fresh ``/proc``, as ``nobody`` with no capabilities (also when the harness
 runs as root), on a read-only view of ``/`` where only the run folder is writable, ``data/`` a read-only bind
 mount the child cannot remount, ``/tmp`` and ``/dev/shm`` private, and only an allowlist of environment
-variables passed on.  A wall-clock limit kills the whole
-process tree.  Where Bubblewrap is missing or cannot make its namespaces the run is refused, unless the caller
-allows it (``allow_network``); then it runs unconfined, with a warning.  Either way the data folder is checked
-unchanged afterwards, the CSV is validated like ``hakuna score`` validates a submission, a run that wrote class
-priors for any reason other than the time budget is a failure, and the run folder is removed on every path.
+variables passed on.  A wall-clock limit kills the whole process tree; no file it writes (its log included) may
+pass ``Limits.file_bytes`` (``RLIMIT_FSIZE``), and as ``nobody`` it may run at most ``Limits.processes`` processes
+and threads (``RLIMIT_NPROC``: a fork bomb fails).  Where Bubblewrap is missing or cannot make its namespaces the
+run is refused, unless the caller allows it (``allow_network``); then it runs unconfined, with a warning.  Either
+way the data folder is checked unchanged afterwards, the CSV is validated like ``hakuna score`` validates a
+submission, a run that wrote class priors for any reason other than the time budget is a failure, and the run
+folder is removed on every path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import logging
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -52,6 +56,8 @@ class Limits:
     members: int = 100_000
     ratio: float = 200.0  # largest uncompressed/compressed size of one member (over 1 MiB)
     result_bytes: int = 2 << 30  # largest submission.csv (or status file) the harness reads back
+    file_bytes: int = 8 << 30  # largest file the run may write, its log included (a write past it fails)
+    processes: int = 4096  # most processes + threads at once when the run's user is nobody (outside, too)
 
 
 class HarnessError(RuntimeError):
@@ -213,11 +219,21 @@ def _check_csv(produced: Path, data_dir: Path) -> None:
         raise SubmissionError(f"the run's submission.csv: {exc.message}") from exc
 
 
-def _run(cmd: list[str], work: Path, env: dict, log_path: Path, limits: Limits) -> int:
-    """Run ``cmd`` in its own session, output to ``log_path``; past the time limit the process group is killed."""
+def _set_rlimits(limits: Limits, as_nobody: bool) -> None:
+    """In the child before it runs bwrap: the file size limit, and (when the run's user is nobody, whose processes
+    are all the run's) the process limit; the caller's own processes would count against it otherwise."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+    if as_nobody:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
+
+def _run(cmd: list[str], work: Path, env: dict, log_path: Path, limits: Limits, as_nobody: bool = False) -> int:
+    """Run ``cmd`` in its own session, output to ``log_path``, under :func:`_set_rlimits`; past the time limit the
+    process group is killed."""
     with open(log_path, "wb") as out:
+        limit = functools.partial(_set_rlimits, limits, as_nobody)
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True, preexec_fn=limit)  # fmt: skip
         try:
             return proc.wait(timeout=limits.time_s)
         except subprocess.TimeoutExpired:
@@ -275,11 +291,14 @@ def run_submission(zip_path: Path, data_dir: Path, out_csv: Path, *, allow_netwo
         out_csv.parent.mkdir(parents=True, exist_ok=True)
         log_path = out_csv.with_suffix(".log")
         try:
-            code = _run(cmd, work, env, log_path, limits)
+            code = _run(cmd, work, env, log_path, limits, as_nobody=owner is not None)
         finally:
             if snapshot(data_dir) != before:
                 raise HarnessError(f"the run changed the data folder {data_dir} (the container mounts it read-only)")
         produced = work / "submission.csv"
+        if log_path.stat().st_size >= limits.file_bytes:
+            raise HarnessError(f"main.py's log reached the limit of {limits.file_bytes} bytes per file (exit {code}); "
+                               f"its start is in {log_path}")  # fmt: skip
         if code != 0 or not os.path.lexists(produced):
             raise HarnessError(f"main.py failed (exit {code}); its log is in {log_path}:\n{_tail(log_path)}")
         _check_result_file(produced, limits)

@@ -43,3 +43,13 @@ def mutated(draw, base: dict, max_changes: int = 3):
         else:
             parent[path[-1]] = copy.deepcopy(draw(hostile_values))  # never alias (and later edit) SPECIAL
     return obj
+
+
+def raw_exif(tag: int, kind: int, count: int, value: bytes) -> bytes:
+    """An EXIF block with one IFD0 entry written byte by byte (little-endian TIFF), so a tag can hold what PIL's
+    writer refuses (an ASCII Orientation, an out-of-range value): ``kind`` 2 is ASCII, 3 SHORT; ``value`` is the
+    entry's 4 value bytes."""
+    import struct
+
+    entry = struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\x00")[:4]
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)

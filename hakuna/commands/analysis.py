@@ -8,7 +8,15 @@ import dataclasses
 from pathlib import Path
 
 from hakuna.commands import UsageError
-from hakuna.commands.common import add_device, add_engine, add_outside_root, add_trust, engine_config, int_in
+from hakuna.commands.common import (
+    add_device,
+    add_engine,
+    add_outside_root,
+    add_trust,
+    detector_file,
+    engine_config,
+    int_in,
+)
 
 __all__ = ["register"]
 
@@ -43,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="run the full pipeline on labelled photos (path,label[,seq_id][,group_id] CSV)")
     p.add_argument("--images-csv", required=True, type=Path)
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
-    p.add_argument("--detector", required=True, type=Path)
+    p.add_argument("--detector", required=True, type=detector_file)
     p.add_argument("--classifier", required=True, type=Path)
     p.add_argument("--fusion", required=True, type=Path)
     add_device(p)

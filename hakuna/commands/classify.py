@@ -43,14 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(clf: argparse._SubParsersAction) -> None:
     p = clf.add_parser("train", help="train a classifier on crops, whole frames or a path,label CSV")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--data", type=Path, help="competition-layout dataset folder (as `hakuna synth` writes)")
-    src.add_argument("--images-csv", type=Path, help="CSV with path,label[,seq_id][,group_id] columns")
-    src.add_argument("--corrections", type=Path, help="corrections.csv downloaded from a review site (with --images)")
+    src.add_argument("--images-csv", type=Path, help="CSV with path,label[,seq_id][,group_id] columns (with "
+                     "--corrections: the labelled photos the corrections are added to)")
+    p.add_argument("--corrections", type=Path, help="corrections.csv downloaded from a review site (with --images); "
+                                                    "alone or added to --images-csv")
     p.add_argument("--images", type=Path, help="with --corrections: the image root the review site was built from")
     p.add_argument("--root", type=Path, help="with --images-csv: folder its paths are relative to (default: the CSV's)")
-    p.add_argument("--reviewed-only", action="store_true",
-                   help="with --corrections: learn only from crops a person confirmed or relabelled")
+    p.add_argument("--include-unreviewed", action="store_true",
+                   help="with --corrections: also learn from crops nobody reviewed (their predicted label, or their "
+                        "sequence's one-species verdict); default: only crops a person confirmed or relabelled")
+    p.add_argument("--reviewed-only", action="store_true", help=argparse.SUPPRESS)  # the default now; older scripts
+    p.add_argument("--review", type=Path,
+                   help="with --corrections: the review site (its folder) the corrections came from: warn about the "
+                        "classes of its classifier that the new model would not learn")
     p.add_argument("--detections", type=Path, help="detector results JSON for the training images (crops mode)")
     p.add_argument("--source", choices=SOURCES, default="crops", help="with --data: crops (two-stage) or frames")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
@@ -180,16 +187,17 @@ def _train_data(args: argparse.Namespace):
 
 def _samples(args: argparse.Namespace):
     from camtrap.mdjson import read_results
-    from classifier.data import correction_samples, crop_samples, csv_samples, frame_samples
+    from classifier.data import crop_samples, csv_samples, frame_samples
     from detector.weights import results_threshold
 
     if args.corrections is not None:
-        if args.images is None:
-            raise UsageError("--corrections needs --images (the image root the review site was built from)")
-        return correction_samples(args.corrections, args.images, reviewed_only=args.reviewed_only,
-                                  allow_outside_root=args.allow_outside_root)  # fmt: skip
+        from hakuna.commands.corrections import correction_set
+
+        return correction_set(args)
     if args.images_csv is not None:
         return csv_samples(args.images_csv, args.root)
+    if args.data is None:
+        raise UsageError("one of --data, --images-csv or --corrections is required")
     data = _train_data(args)
     if args.source == "frames":
         return frame_samples(data)
@@ -239,7 +247,8 @@ def _train(args: argparse.Namespace) -> int:
     if result.spec.training.get("recipe") == "fewshot":
         t = result.spec.training
         tuned = f", fine-tuned {t['finetune_epochs']} epoch(s)" if t.get("finetune_epochs") else ""
-        print(f"classifier -> {result.model_path} (few-shot: {t['backbone']}, {t['resize']}, L2 {t['l2']}{tuned}; "
+        views = t.get("views", t["resize"])
+        print(f"classifier -> {result.model_path} (few-shot: {t['backbone']}, views {views}, L2 {t['l2']}{tuned}; "
               f"cross-validated top-1 {t['cv_top1']:.3f}, temperature {result.spec.temperature:.2f})")
     else:
         print(f"classifier -> {result.model_path} (val top-1 {last['val_top1']:.3f} after epoch {last['epoch']})")
@@ -319,7 +328,7 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     from tqdm import tqdm
 
     from camtrap.failures import report_failures
-    from camtrap.fileio import DataError, atomic_write_csv, read_csv
+    from camtrap.fileio import DataError, atomic_write_csv, read_csv, spreadsheet_safe_table
     from camtrap.frames import frame_ref
     from classifier.predict import classify_paths
 
@@ -331,9 +340,11 @@ def _classify_csv(args: argparse.Namespace, clf) -> int:
     with tqdm(total=len(refs), desc="classify", unit="img", disable=args.no_progress) as bar:
         preds = classify_paths(clf, refs, batch_size=args.batch_size, tta=args.tta, workers=args.workers,
                                progress=bar.update)  # fmt: skip
-    rows = [{"path": p.path, "failure": p.failure or "",
-             **dict(zip(clf.spec.classes, p.probs or [""] * len(clf.spec.classes)))} for p in preds]
-    atomic_write_csv(args.out, pd.DataFrame(rows, columns=["path", "failure", *clf.spec.classes]), index=False)
+    columns = [f"p_{c}" for c in clf.spec.classes]  # p_: a class named path or failure cannot collide
+    rows = [{"path": p.path, "failure": p.failure or "", **dict(zip(columns, p.probs or [""] * len(columns)))}
+            for p in preds]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["path", "failure", *columns])
+    atomic_write_csv(args.out, spreadsheet_safe_table(table), index=False)
     print(f"{len(preds)} images ({sum(p.probs is None for p in preds)} unreadable) -> {args.out}")
     return report_failures([(str(p.path), p.failure or "unreadable") for p in preds if p.probs is None], len(preds))
 
@@ -353,10 +364,11 @@ def _frame_source(args: argparse.Namespace, results) -> dict:
 def _classify_on_ray(args: argparse.Namespace, clf, results, frames: dict, threshold: float, progress) -> list:
     """The crops of ``results`` classified on a Ray cluster (decode tasks + a classifier actor pool)."""
     from camtrap.engine import wanted_detections
-    from classifier.predict import CropClassifier
+    from classifier.predict import CropClassifier, framing_notice
 
     if args.tta:
         raise UsageError("--engine ray does not take --tta")
+    framing_notice(clf.spec, "crops")
     limit = CropClassifier(clf, threshold).max_crops_per_frame
     todo = [frames[f.file] for f in results.frames
             if f.file in frames and wanted_detections(f.detections, threshold, limit)]  # fmt: skip

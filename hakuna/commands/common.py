@@ -10,7 +10,7 @@ from pathlib import Path
 
 from camtrap.devices import DECODERS, DEVICES
 
-__all__ = ["int_in", "float_in",
+__all__ = ["int_in", "float_in", "detector_file",
            "add_device", "add_engine", "add_trust", "add_outside_root", "engine_config", "device_of", "default_workers",
            "out_path", "add_ray", "ray_source"]
 
@@ -44,6 +44,30 @@ def int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]
 def float_in(lo: float | None = None, hi: float | None = None, *, low_open: bool = False) -> Callable[[str], float]:
     """An argparse ``type=``: a finite number within [lo, hi] (``low_open``: > lo); else an argparse error."""
     return _in_range(float, lo, hi, low_open)
+
+
+def detector_file(text: str) -> Path:
+    """An argparse ``type=`` for a detector: a file, or the name of a registry release already in the cache
+    (``hakuna weights fetch NAME`` put it there; nothing is downloaded here)."""
+    path = Path(text).expanduser()
+    if path.exists() or path.suffix.lower() in (".pt", ".onnx"):
+        return path
+    from detector.weights import cache_dir, known_releases, release_named
+
+    release = release_named(text)
+    if release is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file and no known release ({', '.join(known_releases())})")
+    cached = cache_dir() / release.filename
+    if not cached.exists():
+        raise argparse.ArgumentTypeError(f"release {release.name} is not in the cache ({cached}): run `hakuna weights "
+                                         f"fetch {release.name}` first (it needs the internet once)")  # fmt: skip
+    from camtrap.download import check_digests
+
+    problem = check_digests(cached, sha256=release.sha256, md5=release.md5)  # as fetch checks every use
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"the cached {cached} does not match release {release.name} ({problem}): "
+                                         f"run `hakuna weights fetch {release.name}` again")  # fmt: skip
+    return cached
 
 
 def default_workers() -> int:

@@ -17,6 +17,7 @@ from hakuna.commands.common import (
     add_outside_root,
     add_ray,
     add_trust,
+    detector_file,
     device_of,
     engine_config,
     float_in,
@@ -35,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from detector.weights import REGISTRY
 
     p = sub.add_parser("detect", help="run a detector over images and write MegaDetector-format results JSON")
-    p.add_argument("--model", "--detector", dest="model", required=True, type=Path,
-                   help=".pt (ultralytics) or .onnx detector")
+    p.add_argument("--model", "--detector", dest="model", required=True, type=detector_file,
+                   help=".pt (ultralytics or YOLOv5) or .onnx detector, or a release fetched by `hakuna weights fetch`")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="a folder of images")
     src.add_argument("--metadata", type=Path, help="a competition-style *_metadata.csv (with --image-root)")

@@ -13,6 +13,7 @@ from hakuna.commands.common import (
     add_outside_root,
     add_ray,
     add_trust,
+    detector_file,
     device_of,
     engine_config,
     float_in,
@@ -28,7 +29,8 @@ POOLING = ("mean", "max", "gmean")
 
 
 def _models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detector", required=True, type=Path, help="detector .pt or .onnx")
+    p.add_argument("--detector", required=True, type=detector_file,
+                   help="detector .pt or .onnx, or a release fetched by `hakuna weights fetch` (e.g. mdv1000-sorrel)")
     p.add_argument("--classifier", required=True, type=Path, help="classifier .pt or .onnx")
     add_device(p)
     add_engine(p)
@@ -161,7 +163,7 @@ def _fit_fusion(args: argparse.Namespace) -> int:
     model.save(args.out)
     crops = sum(len(ev.crop_probs) for ev in evidence)
     print(f"fusion -> {args.out} (temperature {model.temperature}, prior mix {model.prior_mix}, "
-          f"{len(evidence)} validation sequences, {crops} crops)")  # fmt: skip
+          f"{model.fit_summary()}, {crops} crops)")  # fmt: skip
     return report_failures(failures, len(results.frames))
 
 
@@ -183,6 +185,7 @@ def _predict(args: argparse.Namespace) -> int:
         out_path(args.results, "results file")
     detector, classifier = load_models(args)
     fusion = check_fusion(FusionModel.load(args.fusion), detector, classifier)
+    print(f"fusion: {fusion.fit_summary()}")
     cfg = _pipeline_cfg(args, tta=args.tta, time_budget_s=args.time_budget)
     times, start = StageTimes(), time.perf_counter()
     if args.engine == "ray" and (args.tta or args.time_budget is not None):

@@ -222,7 +222,13 @@
     if (e.key === "Escape") { $("sequence").hidden = true; finishRelabel(false); return; }
     if (relabelling) { if (e.key === "Enter") { e.preventDefault(); finishRelabel(true); } return; }
     const t = document.activeElement;
-    if (!t || !t.classList || !t.classList.contains("crop")) return;
+    if (!t || !t.classList || !t.classList.contains("crop")) {
+      // no crop selected yet: a review key selects the first one (the next press acts on it)
+      const first = document.querySelector(".crop");
+      const typing = t && /^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(t.tagName);
+      if (first && !typing && /^(c|x|u|r|Arrow(Right|Down|Left|Up))$/.test(e.key)) { e.preventDefault(); first.focus(); }
+      return;
+    }
     const id = t.getAttribute("data-id");
     const keys = { c: () => setState(id, "confirmed"), x: () => setState(id, "rejected"),
       u: () => setState(id, "unreviewed"), r: () => startRelabel(id), Enter: () => openSequence(byId[id].seq),

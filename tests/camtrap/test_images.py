@@ -4,6 +4,7 @@ from PIL import Image
 
 from camtrap.images import Failure, load_image
 from tests.conftest import shared_path
+from tests.hostile import raw_exif
 
 
 def _quadrants(w=64, h=48) -> np.ndarray:
@@ -15,6 +16,7 @@ def _quadrants(w=64, h=48) -> np.ndarray:
 
 
 def test_bad_files_are_failures(tmp_path):
+    assert load_image(tmp_path / "nul\x00.jpg").failure is Failure.MISSING  # a name no file can have
     (tmp_path / "zero.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("not an image")
     Image.fromarray(_quadrants()).save(tmp_path / "good.jpg", quality=95)
@@ -51,6 +53,16 @@ def test_exif_rotation_applied(tmp_path):
     got = load_image(tmp_path / "rot.jpg")
     assert (got.width, got.height) == (48, 64) and got.pixels.shape == (64, 48, 3)
     assert got.pixels[5, -5, 0] > 200 and got.pixels[5, -5, 2] < 60  # red moved to the top-right
+
+
+@pytest.mark.parametrize(("kind", "value"), [(3, b"\x09\x00"), (3, b"\x00\x00"), (3, b"\xff\xff"), (2, b"abc\x00")])
+def test_invalid_exif_orientation_is_ignored(tmp_path, kind, value):
+    """An Orientation that is not 1..8 (9, 0, 65535, a string) leaves the image as stored: it is loaded, and the
+    width and height it reports are those of its pixels (a 9 once swapped them; a string made it a failure)."""
+    Image.fromarray(_quadrants()).save(tmp_path / "o.jpg", exif=raw_exif(0x0112, kind, 4 if kind == 2 else 1, value))
+    got = load_image(tmp_path / "o.jpg")
+    assert got.ok, got.detail
+    assert (got.width, got.height) == (64, 48) and got.pixels.shape == (48, 64, 3)
 
 
 def test_reduced_decode_keeps_full_size(tmp_path):

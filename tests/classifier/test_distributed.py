@@ -43,12 +43,15 @@ def test_two_processes_learn_as_well_as_one(tmp_path):
     assert main(_train_args(csv, tmp_path / "two.pt", "--epochs", "4", "--nproc-per-node", "2")) == 0
     one, two = read_checkpoint(tmp_path / "one.pt"), read_checkpoint(tmp_path / "two.pt")
     top_one, top_two = one["history"][-1]["val_top1"], two["history"][-1]["val_top1"]
-    print(f"validation top-1: one process {top_one:.3f}, two processes {top_two:.3f}")
-    # Both learn the three colours far above chance (1/3).  Since classes come from the CSV (a 3-way head, no
-    # longer the 53 species), the full recipe's best validation top-1 on this tiny set moves by ~0.25 from run to
-    # run (one process: 0.75 at lr 0.002, 0.94 at 0.005), so the two runs are compared within that spread.
-    assert top_one >= 0.6 and top_two >= 0.6 and abs(top_one - top_two) <= 0.3
-    assert '"processes": 2' in two["spec"] and 1 <= len(two["history"]) <= 4
+    last = [torch.load(tmp_path / f"{n}.last.pt", weights_only=True)["history"] for n in ("one", "two")]
+    final = [h[-1]["val_top1"] for h in last]
+    print(f"validation top-1: one process {top_one:.3f} (final {final[0]:.3f}), two {top_two:.3f} ({final[1]:.3f})")
+    # Three colours, 36 validation images (one image = 0.028).  Before the batch-norm statistics were recomputed
+    # for evaluation (classifier.train.recompute_bn_stats), the final epoch fell to 0.64 (one process) and 0.75
+    # (two) on some seeds; now the best epochs of seeds 0-4 are 0.94-1.0 and the final ones 0.89-1.0.
+    assert top_one >= 0.9 and top_two >= 0.9 and abs(top_one - top_two) <= 0.1
+    assert min(final) >= 0.85
+    assert '"processes": 2' in two["spec"] and [len(h) for h in last] == [4, 4]
 
 
 def _stat(pid: int | str) -> str | None:

@@ -116,3 +116,48 @@ def test_cv_command_prints_table_and_json(tmp_path, capsys):
     assert set(figures) == {"linear-probe", "fewshot"}
     assert figures["fewshot"]["top1"] >= 0.8 and 0 < figures["fewshot"]["metric"] < 0.1
     assert set(figures["fewshot"]["per_class_recall"]) == set(KINDS)
+
+
+def test_a_class_without_a_training_photo_keeps_only_its_prior_and_a_bias():
+    from classifier.probe import ProbeFit
+
+    fit = ProbeFit(np.ones((4, 3)), np.array([1.0, 3.0, -5.0]), 0.5, np.zeros(4), np.ones(4))
+    moved = fit.with_absent(np.array([True, True, False]), 2.0)
+    assert np.all(moved.weight[:, 2] == 0) and moved.bias[2] == 2.0 + 2.0 and np.all(moved.weight[:, :2] == 1)
+    assert moved.bias[:2].tolist() == [1.0, 3.0] and moved.alpha == 0.5
+    assert fit.with_absent(np.array([True, False, True]), None) is fit
+    assert fit.with_absent(np.ones(3, bool), 2.0) is fit
+
+
+def test_inner_cv_chooses_a_bias_for_classes_missing_from_training_folds():
+    from classifier.data import Sample, SampleSet
+    from classifier.fewshot import Setting, choose
+    from classifier.probe import Embeddings
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 6)
+    groups = ["c3-all" if t == 3 else f"g{i % 6}" for i, t in enumerate(truth)]  # class 3: one group only
+    feats = np.eye(4)[truth] * 3 + rng.normal(0, 0.5, (24, 4))
+    prior = np.full((24, 4), np.log(0.25))  # no ImageNet hint: a missing class has only its bias
+    emb = Embeddings(np.stack([feats, feats]), np.stack([prior, prior]))
+    samples = SampleSet(tuple(Sample(None, None, tuple(np.eye(4)[t]), g, str(i))
+                              for i, (t, g) in enumerate(zip(truth, groups))), ("a", "b", "c", "d"), False, "test")
+    setting = Setting(("efficientnet_lite0",), ("stretch",), 0.1)
+    index = np.arange(24)
+    chosen, oof = choose(samples, index, FewShotConfig(folds=3), {setting.key: emb}, settings=[setting])
+    _, as_fitted = choose(samples, index, FewShotConfig(folds=3, absent_bias=()), {setting.key: emb},
+                          settings=[setting])  # fmt: skip
+    assert chosen.absent is not None
+    p_new = np.exp(oof[0]) / np.exp(oof[0]).sum(1, keepdims=True)
+    p_old = np.exp(as_fitted[0]) / np.exp(as_fitted[0]).sum(1, keepdims=True)
+    held = truth == 3  # never in the training folds when held out
+    assert p_new[held, 3].mean() > 2 * p_old[held, 3].mean()
+
+
+def test_option_table_compares_the_absent_class_bias():
+    from classifier.cv import OPTION_NAMES, option_table
+
+    table = option_table(FewShotConfig())
+    assert tuple(table) == OPTION_NAMES and table["default"].absent_bias == FewShotConfig().absent_bias != ()
+    assert table["no-absent"].absent_bias == () == table["old"].absent_bias == table["lite0-old"].absent_bias
+    assert table["no-absent"].view_sets == table["default"].view_sets

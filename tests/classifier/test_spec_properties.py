@@ -72,3 +72,25 @@ def test_weights_that_do_not_fit_the_specs_classes_are_refused(tmp_path):
                tmp_path / "m.pt")  # fmt: skip
     with pytest.raises(ModelFileError, match="m.pt: the weights do not fit the spec .5 classes"):
         TorchClassifier(tmp_path / "m.pt", "cpu")
+
+
+def test_framing_of_the_training_data_is_in_the_spec_and_a_mismatch_is_said(tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from classifier.config import ClassifierTrainConfig
+    from classifier.data import csv_samples
+    from classifier.predict import framing_notice
+    from classifier.train import _spec
+    from tests.classifier.test_training import _csv
+
+    crops = ModelSpec.from_json(json.dumps(BASE))
+    photos = dataclasses.replace(crops, resize=ResizePolicy.STRETCH, training={"source": "csv:labelled.csv"})
+    assert (crops.framing, photos.framing) == ("crops", "photos")
+    assert _spec(csv_samples(_csv(tmp_path, n_per_class=1)), ClassifierTrainConfig()).framing == "photos"
+    with caplog.at_level(logging.WARNING, logger="classifier.predict"):
+        assert framing_notice(crops, "crops") is None and framing_notice(photos, "photos") is None
+        assert not caplog.records
+        assert "trained on whole photos (source csv:labelled.csv, resize stretch)" in framing_notice(photos, "crops")
+        assert "trained on crops of detector boxes" in framing_notice(crops, "photos")
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]

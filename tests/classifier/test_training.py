@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from classifier.data import csv_samples
-from classifier.train import ClassifierTrainConfig, split_groups, train
+from classifier.train import ClassifierTrainConfig, recompute_bn_stats, split_groups, train
 
 
 def _csv(tmp_path, n_per_class=12, bad=()):
@@ -43,6 +43,19 @@ def test_csv_training_skips_bad_images(tmp_path, caplog):
     assert result.spec.training["unreadable"] == 3
     assert "3 of 39 training images could not be read" in caplog.text
     assert len(result.history) == 2 and result.spec.classes[0] == "aardvark"
+
+
+def test_batch_norm_statistics_are_recomputed_from_the_images():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4, momentum=0.01), torch.nn.Dropout())
+    images = [(torch.randn(3, 5, 5) * 3 + 2, None) for _ in range(10)]
+    rng = torch.get_rng_state()
+    assert recompute_bn_stats(model, images, torch.device("cpu"), 4) == 8  # two whole batches of 4
+    with torch.no_grad():
+        features = model[0](torch.stack([x for x, _ in images[:8]]))
+    assert torch.allclose(model[1].running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert model[1].momentum == 0.01 and model.training and torch.equal(torch.get_rng_state(), rng)
+    assert recompute_bn_stats(torch.nn.Linear(2, 2), images, torch.device("cpu"), 4) == 0  # no batch norm
 
 
 def test_group_split_keeps_groups_together():

@@ -58,4 +58,5 @@ def test_fit_fusion_reads_each_frame_once_and_crops_every_animal(tmp_path, monke
     assert set(opened) == set(val_files) and max(opened.values()) == 1  # every frame read, none twice
     expected = sum(min(len(boxes.get(f, ())), MAX_CROPS_PER_FRAME) for f in val_files)
     assert expected >= 10
-    assert f"{len(set(val.frames['seq_id']))} validation sequences, {expected} crops)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"fitted on {len(set(val.frames['seq_id']))} sequences (" in out and f", {expected} crops)" in out

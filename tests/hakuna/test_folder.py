@@ -174,3 +174,23 @@ def test_unreadable_sequences_get_no_call(tmp_path, random_detector, clf, capsys
     assert review["sequences"][bad.loc["cam04", "seq_id"]]["date"] == "2024-03-05 12:00:00 (mtime)"
     first = review["sequences"][seqs[seqs.index.str.startswith("cam02")].iloc[0]["seq_id"]]
     assert first["date"].endswith(" (exif)")
+
+
+def test_a_classifier_of_whole_photos_used_on_crops_is_said(tmp_path, random_detector, clf, caplog):
+    """Folder mode classifies square crops of detector boxes: a classifier whose spec says it learnt whole photos
+    (a path,label CSV: resize stretch) runs with a warning saying so; one trained on crops runs without."""
+    import logging
+
+    import torch
+
+    ckpt = torch.load(clf, weights_only=True)
+    spec = {**json.loads(ckpt["spec"]), "resize": "stretch", "training": {"source": "csv:labelled.csv"}}
+    torch.save({**ckpt, "spec": json.dumps(spec)}, tmp_path / "photos.pt")
+    card = tmp_path / "card"
+    make_card(card)
+    with caplog.at_level(logging.WARNING):
+        assert _predict(card, tmp_path / "a", random_detector, clf, "--no-review") == 0
+        assert "trained on whole photos" not in caplog.text
+        assert _predict(card, tmp_path / "b", random_detector, tmp_path / "photos.pt", "--no-review") == 0
+    assert caplog.text.count("trained on whole photos (source csv:labelled.csv, resize stretch) and is used here on "
+                             "square crops of detector boxes") == 1

@@ -74,7 +74,7 @@ def test_own_classes_fit_fusion_and_folder_mode(tmp_path, monkeypatch, random_de
     assert raw["classes"] == [*CLASSES, "empty"] and set(raw["fitted_for"]) == {"classifier", "detector"}
 
     assert _folder_run(tmp_path, random_detector, clf, tmp_path / "fusion.json") == 0
-    assert "fusion: fitted (9 sequences)" in capsys.readouterr().out  # no seq_id: each group_id is one sequence
+    assert "fusion: fitted on 9 sequences (" in capsys.readouterr().out  # no seq_id: each group_id is one sequence
     seqs = pd.read_csv(tmp_path / "out" / "sequences.csv", keep_default_na=False)
     assert [c for c in seqs.columns if c.startswith("p_")] == [f"p_{c}" for c in (*CLASSES, "empty")]
     assert len(seqs) == 3 and set(";".join(seqs["species"]).split(";")) - {""} <= set(CLASSES)

@@ -164,8 +164,8 @@ def test_relabel_download_and_retrain(page, site, tmp_path):
     image_root = site[3]
     model = tmp_path / "retrained.pt"
     assert main(["classifier", "train", "--corrections", str(csv), "--images", str(image_root), "--out", str(model),
-                 "--recipe", "fewshot", "--fewshot-backbones", "efficientnet_lite0", "--device", "cpu",
-                 "--no-progress"]) == 0  # fmt: skip
+                 "--include-unreviewed", "--recipe", "fewshot", "--fewshot-backbones", "efficientnet_lite0",
+                 "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
     rows = table.loc[ids]
     boxes = {}
     for r in rows.itertuples():  # the two relabelled crops, as detections of their frames

@@ -302,3 +302,38 @@ def test_bad_results_are_a_one_line_error(case, base, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert list((base / "runs").iterdir()) == []
+
+
+FLOODS = {
+    # stdout without end: the log (on the caller's disk) grew 1.4 GB in 3 s before the file size limit.
+    "log": ("import sys\nwhile True:\n    sys.stdout.buffer.write(b'x' * (1 << 16))\n", "log reached the limit"),
+    "file": ("f = open('big.bin', 'wb')\nwhile True:\n    f.write(b'x' * (1 << 16))\n", "File too large"),
+    # a bounded fork bomb: 200 sleeping children once all started; now the 60-odd allowed, then EAGAIN.
+    "fork": ("import os, shutil, time\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n"
+             "            time.sleep(30)\n            os._exit(0)\n        n += 1\nexcept OSError as exc:\n"
+             "    print('FORK FAILED', n, exc)\nshutil.copyfile('data/submission_format.csv', 'submission.csv')\n", ""),
+}
+
+
+@pytest.mark.parametrize("flood", sorted(FLOODS))
+def test_output_and_processes_are_bounded(flood, base):
+    data = _data(base / "data")
+    main, message = FLOODS[flood]
+    out = base / "out" / "s.csv"
+    tempfile.tempdir, saved = str(base / "runs"), tempfile.tempdir
+    try:
+        run_submission(_zip(base / "z.zip", main), data, out, python=PYTHON,
+                       limits=Limits(time_s=20.0, file_bytes=1 << 20, processes=64))  # fmt: skip
+        result = ""
+    except HarnessError as exc:
+        result = str(exc)
+    finally:
+        tempfile.tempdir = saved
+    assert out.with_suffix(".log").stat().st_size <= 1 << 20
+    if flood == "fork":
+        if os.geteuid() != 0 or shutil.which("setpriv") is None:
+            pytest.skip("the process limit applies when the run's user is nobody (the harness as root)")
+        assert "FORK FAILED" in out.with_suffix(".log").read_text(), result
+    else:
+        assert message in result, result
+    assert list((base / "runs").iterdir()) == []
