@@ -63,4 +63,4 @@ def test_outputs_for_timelapse_and_csv(truth_results, test_crops):
     table = predictions_table(preds, clf.spec.classes, top_k=3)
     assert list(table.columns[:10]) == ["file", "detection_index", "detection_conf", "bbox", "top1", "top1_prob",
                                         "top2", "top2_prob", "top3", "top3_prob"]  # fmt: skip
-    assert np.allclose(table[list(clf.spec.classes)].sum(axis=1), 1.0, atol=1e-4)
+    assert np.allclose(table[[f"p_{c}" for c in clf.spec.classes]].sum(axis=1), 1.0, atol=1e-4)
