@@ -3,8 +3,10 @@
 import json
 import shutil
 
+import pandas as pd
 import pytest
 
+from camtrap.labels import COLUMNS
 from hakuna.ablate import roc_auc, run_ablation
 from hakuna.cli import main
 from tests.conftest import shared_path
@@ -53,4 +55,8 @@ def test_evaluate_on_real_photos(models, capsys):
                  "--fusion", str(models / "fusion.json"), "--device", "cpu", "--workers", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     first = out.splitlines()[0]
-    assert first.startswith("128 labelled sequences: top-1 ") and "metric" in first
+    # The manifest has no seq_id: its group_id is the sequence (4 groups of 2-4 photos), else each photo its own.
+    photos = pd.read_csv(manifest)
+    photos = photos[photos["label"].isin(COLUMNS)]
+    sequences = photos["group_id"].nunique() + photos["group_id"].isna().sum()
+    assert sequences == 121 and first.startswith(f"{sequences} labelled sequences: top-1 ") and "metric" in first
