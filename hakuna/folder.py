@@ -90,7 +90,7 @@ class FolderRun:
     @property
     def unreadable(self) -> list[str]:
         """Sequences none of whose frames could be read (no call is made for them)."""
-        return [s.seq_id for s in self.sequences if self.failed.get(s.seq_id, 0) >= len(s.files)]
+        return _unreadable(self.sequences, self.failed)
 
     def with_animal(self, cfg: FolderConfig) -> int:
         """Readable sequences not called empty."""
@@ -133,18 +133,23 @@ def _failed_frames(seqs: list[Sequence], results: DetectionResults) -> dict[str,
     return {s.seq_id: sum(1 for f in s.files if f not in frames or not frames[f].ok) for s in seqs}
 
 
+def _unreadable(seqs: list[Sequence], failed: dict[str, int]) -> list[str]:
+    """The sequences none of whose frames could be read."""
+    return [s.seq_id for s in seqs if failed.get(s.seq_id, 0) >= len(s.files)]
+
+
 def _sequence_rows(seqs: list[Sequence], table: pd.DataFrame, failed: dict[str, int],
                    cfg: FolderConfig) -> pd.DataFrame:  # fmt: skip
     """One row per sequence; an unreadable one has blank calls and probabilities (never a made-up class)."""
-    rows, unreadable = [], []
-    for s in seqs:
-        bad = failed.get(s.seq_id, 0)
-        unreadable.append(bad >= len(s.files))
-        species, conf, empty = ("", None, "") if unreadable[-1] else call_species(table.loc[s.seq_id], cfg)
+    gone = set(_unreadable(seqs, failed))
+    unreadable = [s.seq_id in gone for s in seqs]
+    rows = []
+    for s, lost in zip(seqs, unreadable):
+        species, conf, empty = ("", None, "") if lost else call_species(table.loc[s.seq_id], cfg)
         rows.append([s.seq_id, s.camera, s.start.isoformat(" ") if s.start else "",
                      s.end.isoformat(" ") if s.end else "", len(s.files), ";".join(s.files), species,
-                     None if conf is None else round(conf, 4), empty, bad,
-                     UNREADABLE if unreadable[-1] else "ok"])  # fmt: skip
+                     None if conf is None else round(conf, 4), empty, failed.get(s.seq_id, 0),
+                     UNREADABLE if lost else "ok"])  # fmt: skip
     out = pd.DataFrame(rows, columns=list(SEQUENCE_COLUMNS))
     probs = table.loc[[s.seq_id for s in seqs]].reset_index(drop=True).astype(np.float64).add_prefix("p_")
     probs[np.array(unreadable, bool)] = np.nan  # written as blank cells
