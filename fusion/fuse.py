@@ -85,7 +85,7 @@ def crop_trust(ev: SequenceEvidence, model: FusionModel) -> float:
     power, at most 1 (1 with no crops: one-stage evidence, or the priors anyway)."""
     if not ev.crop_confs or model.crop_trust == 0:
         return 1.0
-    return min(1.0, max(ev.crop_confs) / model.threshold) ** model.crop_trust
+    return min(1.0, max(ev.crop_confs) / max(model.threshold, _EPS)) ** model.crop_trust  # threshold 0: trusted
 
 
 def _p_empty(ev: SequenceEvidence, model: FusionModel) -> float:

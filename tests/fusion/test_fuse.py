@@ -152,3 +152,12 @@ def test_crop_trust_is_fitted_when_faint_crops_mislead_and_left_off_when_they_do
     sure = [dataclasses.replace(ev, crop_probs=(_onehot(SPECIES.index(labels.loc[ev.seq_id, list(SPECIES)].idxmax()),
                                                         0.95),), crop_confs=(0.9,)) for ev in evidence]  # fmt: skip
     assert fit(sure, labels, small, animal_threshold=0.3).crop_trust == 0.0
+
+
+def test_crop_trust_with_an_animal_threshold_of_zero_believes_every_crop():
+    """A detector spec may set its animal threshold to 0: every crop is then at or above it (no division by 0)."""
+    from fusion.fuse import crop_trust
+
+    ev = SequenceEvidence("s", 1, (0.1,), (_onehot(0, 0.9),), (0.1,))
+    model = dataclasses.replace(FusionModel(), animal_threshold=0.0, crop_trust=2.0)
+    assert crop_trust(ev, model) == 1.0
