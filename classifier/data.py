@@ -147,6 +147,12 @@ def classes_of(labels: list[str] | pd.Series) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def _first_column(df: pd.DataFrame, *names: str) -> pd.Series:
+    """The first of ``names`` the table has, a blank cell (or no such column) falling back to the row's path."""
+    given = next((df[n] for n in names if n in df.columns), df["path"])
+    return given.where(given.str.strip() != "", df["path"])
+
+
 def read_labelled_csv(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     """A ``path,label[,seq_id][,group_id]`` CSV as columns ``path, label, seq, group`` (every ``--images-csv``
     reader's view of it).
@@ -163,14 +169,9 @@ def read_labelled_csv(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     blank = df["path"].str.strip() == ""
     if blank.any():
         raise DataError(csv_path, "empty path", line=int(np.flatnonzero(blank)[0]) + 2)
-    path = df["path"]
-
-    def column(*names: str) -> pd.Series:
-        given = next((df[n] for n in names if n in df.columns), path)
-        return given.where(given.str.strip() != "", path)
-
-    out = pd.DataFrame({"path": path, "label": df["label"].map(lambda v: EMPTY if is_empty_label(v) else v),
-                        "seq": column("seq_id", "group_id"), "group": column("group_id", "seq_id")})
+    out = pd.DataFrame({"path": df["path"], "label": df["label"].map(lambda v: EMPTY if is_empty_label(v) else v),
+                        "seq": _first_column(df, "seq_id", "group_id"),
+                        "group": _first_column(df, "group_id", "seq_id")})  # fmt: skip
     if "seq_id" not in df.columns and "group_id" in df.columns:
         log.info("%s: no seq_id column: each group_id is taken as one sequence", csv_path.name)
     unlabelled = out["label"].str.strip().str.lower().isin(UNLABELLED)
@@ -220,10 +221,9 @@ def csv_unlabelled(csv_path: str | os.PathLike[str], root: Path | None, classes:
     csv_path = Path(csv_path)
     df = read_csv(csv_path, dtype=str, keep_default_na=False)
     df = df[~df["label"].isin(classes)] if "label" in df.columns else df
-    groups = df["group_id"] if "group_id" in df.columns else (df["seq_id"] if "seq_id" in df.columns else df["path"])
     base, blank = root or csv_path.parent, tuple(0.0 for _ in classes)
-    samples = tuple(Sample(frame_ref(base, p, allow_outside_root=allow_outside_root), None, blank, g or p, p)
-                    for p, g in zip(df["path"], groups))  # fmt: skip
+    samples = tuple(Sample(frame_ref(base, p, allow_outside_root=allow_outside_root), None, blank, g, p)
+                    for p, g in zip(df["path"], _first_column(df, "group_id", "seq_id")))  # fmt: skip
     return SampleSet(samples, classes, False, f"unlabelled:{csv_path.name}")
 
 

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 def correction_set(args: argparse.Namespace):
     """The corrections' crops, added to the --images-csv photos when given; warns about classes that vanish."""
+    from camtrap.labels import EMPTY
     from classifier.corrections import learned_classes, with_corrections
     from classifier.data import correction_samples, csv_samples, read_corrections
     from hakuna.review import review_labels
@@ -38,7 +39,7 @@ def correction_set(args: argparse.Namespace):
         known |= learned_classes(labelled)
         samples = with_corrections(labelled, samples)
         where += " or in --images-csv"
-    if vanished := sorted(known - learned_classes(samples) - {"empty"}):
+    if vanished := sorted(known - learned_classes(samples) - {EMPTY}):
         hint = "" if args.images_csv is not None else "; add your labelled photos with --images-csv LABELLED.csv"
         log.warning("the new model has no example of %d class(es) %s, and will not learn them: %s%s",
                     len(vanished), where, ", ".join(vanished), hint)
